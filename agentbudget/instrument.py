@@ -1,0 +1,287 @@
+"""Governed runs: ``instrument()`` routes the SDK's runs and model calls through agentbudget.
+
+``instrument()`` wraps ``AgentRunner.run`` and ``AgentRunner.run_streamed`` (which
+``Runner.run``, ``Runner.run_sync`` and ``Runner.run_streamed`` all go through) and the
+run loop's model resolution. A run is *governed* when ``Guard.run`` started it, when a
+``budget()`` scope is active, or when it is nested in a governed run (``Agent.as_tool``).
+Any other run goes straight to the SDK, untouched. ``uninstrument()`` restores exactly
+what was there. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agents import Agent, Model, RunConfig
+from agents.models import get_default_model
+from agents.run import AgentRunner
+from agents.run_internal import run_loop
+
+from .errors import AgentBudgetExceeded, BudgetExhausted, TimeLimitExceeded
+from .interceptor import MeteredModel
+from .limits import Limits
+from .meter import Account, MeterHooks, RunMeter
+from .report import attach_report
+
+if TYPE_CHECKING:
+    from .guard import Guard
+    from .scope import BudgetScope
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+WATCHDOG_GRACE_S = 0.1
+"""How long a run cancelled by ``max_seconds`` gets to unwind before the error is raised."""
+
+
+@dataclass(frozen=True)
+class GuardRequest:
+    """What ``Guard.run`` asks of the run it starts."""
+
+    guard: Guard
+    user: str | None
+    team: str | None
+
+
+CURRENT_RUN: ContextVar[RunMeter | None] = ContextVar("agentbudget_run", default=None)
+GUARD_REQUEST: ContextVar[GuardRequest | None] = ContextVar("agentbudget_guard", default=None)
+SCOPES: ContextVar[tuple[BudgetScope, ...]] = ContextVar("agentbudget_scopes", default=())
+
+_lock = threading.Lock()
+_originals: dict[str, Any] = {}
+
+
+def is_instrumented() -> bool:
+    return bool(_originals)
+
+
+def instrument() -> None:
+    """Route the SDK's runs through agentbudget. Idempotent; ungoverned runs are untouched."""
+    with _lock:
+        if _originals:
+            return
+        _originals["run"] = AgentRunner.__dict__["run"]
+        _originals["run_streamed"] = AgentRunner.__dict__["run_streamed"]
+        _originals["get_model"] = run_loop.get_model
+        AgentRunner.run = _governed_run  # type: ignore[method-assign]
+        AgentRunner.run_streamed = _governed_run_streamed  # type: ignore[method-assign]
+        run_loop.get_model = _metered_get_model
+
+
+def uninstrument() -> None:
+    """Restore exactly what ``instrument()`` replaced. Idempotent."""
+    with _lock:
+        if not _originals:
+            return
+        AgentRunner.run = _originals.pop("run")  # type: ignore[method-assign]
+        AgentRunner.run_streamed = _originals.pop("run_streamed")  # type: ignore[method-assign]
+        run_loop.get_model = _originals.pop("get_model")
+
+
+# -- model resolution ----------------------------------------------------------------------
+
+
+def model_name(agent: Agent[Any], run_config: RunConfig | None, model: Model | None = None) -> str:
+    """The name a run's call to ``agent`` is priced by, resolved as the SDK resolves models."""
+    configured: Any = run_config.model if run_config is not None else None
+    if configured is None:
+        configured = agent.model
+    if isinstance(configured, str):
+        return configured
+    if configured is None:
+        return get_default_model()
+    candidate = model if model is not None else configured
+    name = getattr(candidate, "model", None)
+    return name if isinstance(name, str) else type(candidate).__name__
+
+
+def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
+    model: Model = _originals["get_model"](agent, run_config)
+    meter = CURRENT_RUN.get()
+    if meter is None or isinstance(model, MeteredModel):
+        return model
+    key = (id(model), agent.name)
+    proxy = meter.proxies.get(key)
+    if proxy is None or proxy.inner is not model:
+        proxy = MeteredModel(
+            model, name=model_name(agent, run_config, model), agent=agent, meter=meter
+        )
+        meter.proxies[key] = proxy
+    return proxy
+
+
+# -- starting and finishing governed runs ---------------------------------------------------
+
+
+def _begin(starting_agent: Agent[Any], kwargs: dict[str, Any]) -> RunMeter | None:
+    parent = CURRENT_RUN.get()
+    if parent is not None:
+        account = Account(Limits(), name=f"nested run of {starting_agent.name!r}")
+        return RunMeter(
+            guard=parent.guard,
+            account=account,
+            agent_name=starting_agent.name,
+            accounts=(account, *parent.accounts),
+            user=parent.user,
+            team=parent.team,
+            parent=parent,
+        )
+    request = GUARD_REQUEST.get()
+    scopes = SCOPES.get()
+    if request is None and not scopes:
+        return None
+    from .guard import default_guard
+
+    guard = request.guard if request is not None else default_guard()
+    user = request.user if request is not None else None
+    team = request.team if request is not None else None
+    for scope in reversed(scopes):
+        user = user or scope.user
+        team = team or scope.team
+    account = Account(guard.limits, name=f"run of {starting_agent.name!r}")
+    meter = RunMeter(
+        guard=guard,
+        account=account,
+        agent_name=starting_agent.name,
+        accounts=(account, *(scope.account for scope in reversed(scopes))),
+        user=user,
+        team=team,
+    )
+    if any(a.limits.max_cost_nanos is not None for a in meter.accounts) or guard.needs_prices():
+        # Fail closed before the first call when dollars are limited and the price is unknown.
+        guard.prices.resolve(model_name(starting_agent, kwargs.get("run_config")))
+    return meter
+
+
+def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) -> None:
+    meter.finished_duration = time.monotonic() - meter.t0
+    if error is None:
+        outcome = "completed"
+    elif isinstance(error, AgentBudgetExceeded):
+        outcome = "refused" if isinstance(error, BudgetExhausted) else "tripped"
+    else:
+        outcome = "error"
+    report = meter.report(outcome=outcome, error=error)
+    if isinstance(error, AgentBudgetExceeded):
+        error.report = report
+    if result is not None:
+        attach_report(result, report)
+    if meter.parent is not None:
+        return  # a nested run's calls are already in the enclosing run's report
+    for scope in SCOPES.get():
+        scope.reports.append(report)
+    meter.guard.emit(report)
+
+
+def _deadline(meter: RunMeter) -> float | None:
+    deadlines = [d for d in (a.deadline() for a in meter.accounts) if d is not None]
+    return min(deadlines) if deadlines else None
+
+
+def _time_limit(meter: RunMeter) -> AgentBudgetExceeded:
+    for account in meter.accounts:
+        try:
+            account.check_time()
+        except TimeLimitExceeded as exc:
+            return meter.trip(exc)
+    account = min(
+        (a for a in meter.accounts if a.deadline() is not None), key=lambda a: a.deadline() or 0
+    )
+    return meter.trip(
+        TimeLimitExceeded(
+            f"{account.name}: stopped at max_seconds={account.limits.max_seconds:g}",
+            limit="max_seconds",
+            allowed=account.limits.max_seconds,
+            observed=round(account.elapsed(), 3),
+        )
+    )
+
+
+async def _with_watchdog(meter: RunMeter, coro: Coroutine[Any, Any, Any]) -> Any:
+    deadline = _deadline(meter)
+    if deadline is None or meter.parent is not None:
+        return await coro
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(deadline - time.monotonic(), 0))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=WATCHDOG_GRACE_S)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        task.exception()  # retrieved: the time limit is what the caller needs to see
+    raise _time_limit(meter)
+
+
+async def _governed_run(
+    self: AgentRunner, starting_agent: Agent[Any], input: Any, **kwargs: Any
+) -> Any:
+    original = _originals["run"]
+    meter = _begin(starting_agent, kwargs)
+    if meter is None:
+        return await original(self, starting_agent, input, **kwargs)
+    kwargs["hooks"] = MeterHooks(meter, kwargs.get("hooks"))
+    token = CURRENT_RUN.set(meter)
+    try:
+        result = await _with_watchdog(meter, original(self, starting_agent, input, **kwargs))
+    except BaseException as exc:
+        _finish(meter, exc)
+        raise
+    finally:
+        CURRENT_RUN.reset(token)
+    _finish(meter, None, result)
+    return result
+
+
+def _governed_run_streamed(
+    self: AgentRunner, starting_agent: Agent[Any], input: Any, **kwargs: Any
+) -> Any:
+    original = _originals["run_streamed"]
+    meter = _begin(starting_agent, kwargs)
+    if meter is None:
+        return original(self, starting_agent, input, **kwargs)
+    kwargs["hooks"] = MeterHooks(meter, kwargs.get("hooks"))
+    token = CURRENT_RUN.set(meter)
+    try:
+        result = original(self, starting_agent, input, **kwargs)
+    except BaseException as exc:
+        _finish(meter, exc)
+        raise
+    finally:
+        CURRENT_RUN.reset(token)
+    attach_report(result, lambda: meter.report(outcome="completed"))
+    deadline = _deadline(meter)
+    loop = asyncio.get_running_loop()
+    timer = None
+    if deadline is not None and meter.parent is None:
+
+        def stop() -> None:
+            if result.is_complete:
+                return
+            exc = _time_limit(meter)
+            if getattr(result, "_stored_exception", None) is None:
+                result._stored_exception = exc
+            result.cancel()
+
+        timer = loop.call_later(max(deadline - time.monotonic(), 0), stop)
+
+    def finished(_task: asyncio.Task[Any]) -> None:
+        if timer is not None:
+            timer.cancel()
+        error = getattr(result, "_stored_exception", None)
+        if error is None and _task.cancelled():
+            error = asyncio.CancelledError()
+        elif error is None and _task.exception() is not None:
+            error = _task.exception()
+        _finish(meter, error, result)
+
+    result.run_loop_task.add_done_callback(finished)
+    return result

@@ -1,0 +1,415 @@
+"""The metered model: every LLM call of a governed run passes through here.
+
+While a run is governed, the model the SDK resolves for each call is wrapped in a
+``MeteredModel``. Before the request is sent it estimates the input (tiktoken over
+instructions, input items and tool schemas), checks and holds the worst case on every
+account, and bounds the request's output (``max_tokens``) to what the limits still
+allow, so a provider that honours the bound cannot overshoot. While a response
+streams it counts output tokens from the deltas and stops the stream the moment a
+limit would be crossed. After the response it charges the actual usage, priced with
+the model that served it, and refuses to let a batch of tool calls run when the batch
+would pass ``max_tool_calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from agents import Agent, FunctionTool, Handoff, Model, ModelSettings, Tool
+from agents.agent_output import AgentOutputSchemaBase
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.models.interface import ModelTracing
+from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
+
+from .errors import AgentBudgetError, AgentBudgetExceeded, UnknownModelError
+from .meter import MIN_OUTPUT_TOKENS, Account, Hold, RunMeter, hold, release
+from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
+from .pricing import ModelPrice, TokenUsage
+from .report import LLMCallCost
+from .tokens import count_text, encoding_for_model, estimate_call_input, get_encoding
+
+if TYPE_CHECKING:
+    from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+logger = logging.getLogger("agentbudget")
+
+DEFAULT_OUTPUT_BOUND = 16_384
+"""Output bound for a call when neither its settings nor its price entry give one."""
+
+_LOCAL_TOOL_CALL_TYPES = frozenset(
+    {
+        "computer_call",
+        "local_shell_call",
+        "shell_call",
+        "apply_patch_call",
+        "custom_tool_call",
+    }
+)
+_OUTPUT_DELTA_TYPES = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.audio.transcript.delta",
+    }
+)
+_warned_unpriced: set[str] = set()
+
+
+def tool_schema(tool: Tool | Handoff[Any, Any]) -> dict[str, Any]:
+    """The part of a tool's definition that the model reads, for the input estimate."""
+    if isinstance(tool, FunctionTool):
+        return {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.params_json_schema,
+        }
+    if isinstance(tool, Handoff):
+        return {
+            "name": tool.tool_name,
+            "description": tool.tool_description,
+            "parameters": tool.input_json_schema,
+        }
+    return {"name": getattr(tool, "name", type(tool).__name__)}
+
+
+def pending_tool_calls(response: ModelResponse, handoff_names: set[str]) -> int:
+    """How many local tool executions a response asks for (handoffs excluded)."""
+    count = 0
+    for item in response.output:
+        kind = getattr(item, "type", None)
+        if kind is None and isinstance(item, dict):
+            kind = item.get("type")
+        if kind == "function_call":
+            name = getattr(item, "name", None) or (
+                item.get("name") if isinstance(item, dict) else None
+            )
+            if name not in handoff_names:
+                count += 1
+        elif kind in _LOCAL_TOOL_CALL_TYPES:
+            count += 1
+    return count
+
+
+@dataclasses.dataclass
+class CallPlan:
+    """What agentbudget decided before one LLM call."""
+
+    model_name: str
+    price_key: str | None
+    price: ModelPrice | None
+    input_estimate: int
+    output_bound: int
+    binding: tuple[str, Account] | None
+    """The limit (and its account) that bounded the output, when agentbudget lowered it."""
+    hold: Hold
+    settings: ModelSettings
+
+
+class MeteredModel(Model):
+    """Wraps the model that serves one agent's calls inside a governed run."""
+
+    def __init__(self, inner: Model, *, name: str, agent: Agent[Any], meter: RunMeter) -> None:
+        self.inner = inner
+        self.name = name
+        self.agent = agent
+        self.meter = meter
+
+    def __getattr__(self, item: str) -> Any:
+        # Everything the SDK may ask of the model that this wrapper does not define.
+        return getattr(self.inner, item)
+
+    @property
+    def model(self) -> str:
+        return self.name
+
+    def get_retry_advice(self, request: ModelRetryAdviceRequest) -> ModelRetryAdvice | None:
+        if isinstance(request.error, AgentBudgetError):
+            return ModelRetryAdvice(suggested=False, reason="agentbudget limit")
+        return self.inner.get_retry_advice(request)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _price(self) -> tuple[str | None, ModelPrice | None]:
+        prices = self.meter.guard.prices
+        try:
+            key = prices.resolve(self.name)
+        except UnknownModelError:
+            if any(a.limits.max_cost_nanos is not None for a in self.meter.accounts) or (
+                self.meter.guard.needs_prices()
+            ):
+                raise
+            if self.name not in _warned_unpriced:
+                _warned_unpriced.add(self.name)
+                logger.warning(
+                    "agentbudget: no price for model %r; its calls are recorded as unpriced "
+                    "(cost_usd=None). Add one with PriceTable.with_prices().",
+                    self.name,
+                )
+            return None, None
+        return key, prices.get(self.name)
+
+    def _plan(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: Sequence[Tool],
+        handoffs: Sequence[Handoff[Any, Any]],
+    ) -> CallPlan:
+        meter = self.meter
+        if meter.tripped is not None:
+            raise meter.tripped
+        try:
+            for account in meter.accounts:
+                account.check_time()
+            price_key, price = self._price()
+            schemas = [tool_schema(t) for t in tools] + [tool_schema(h) for h in handoffs]
+            estimate = estimate_call_input(self.name, system_instructions, input, schemas)
+            bound = model_settings.max_tokens
+            if bound is None:
+                bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
+            input_nanos = Decimal(0)
+            per_output: Decimal | None = None
+            if price is not None:
+                rates = price.rates_for(estimate.tokens)
+                input_nanos = rate_cost_nanos(estimate.tokens, rates.input)
+                out_rate = max(rates.output, rates.reasoning or rates.output)
+                per_output = rate_cost_nanos(1, out_rate)
+            room: tuple[int, str, Account] | None = None
+            for account in meter.accounts:
+                account_room = account.output_room(estimate.tokens, input_nanos, per_output)
+                if account_room is not None and (room is None or account_room[0] < room[0]):
+                    room = (*account_room, account)
+        except AgentBudgetExceeded as exc:
+            raise meter.trip(exc) from None
+        binding: tuple[str, Account] | None = None
+        if room is not None and room[0] < bound:
+            bound = max(room[0], MIN_OUTPUT_TOKENS)
+            binding = (room[1], room[2])
+            model_settings = dataclasses.replace(model_settings, max_tokens=bound)
+        worst = ceil_nanos(input_nanos + (per_output or Decimal(0)) * bound)
+        held = hold(meter.accounts, estimate.tokens, bound, worst)
+        return CallPlan(
+            model_name=self.name,
+            price_key=price_key,
+            price=price,
+            input_estimate=estimate.tokens,
+            output_bound=bound,
+            binding=binding,
+            hold=held,
+            settings=model_settings,
+        )
+
+    # -- settling ----------------------------------------------------------------------
+
+    def _settle(
+        self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, streamed: bool
+    ) -> None:
+        release(plan.hold)
+        nanos: int | None = None
+        if plan.price is not None:
+            nanos = plan.price.cost_nanos(usage, model=self.name)
+        call = LLMCallCost(
+            agent=self.agent.name,
+            model=self.name,
+            price_key=plan.price_key,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=None if nanos is None else nanos_to_usd(nanos),
+            estimated=estimated,
+            streamed=streamed,
+        )
+        self.meter.record_call(call, nanos)
+
+    def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
+        """A call that failed or was cut short: charge at least the estimated input."""
+        if plan.hold.released:
+            return
+        self._settle(
+            plan,
+            TokenUsage(input_tokens=plan.input_estimate, output_tokens=output_tokens),
+            estimated=True,
+            streamed=streamed,
+        )
+
+    def _after_response(
+        self, plan: CallPlan, response: ModelResponse, handoffs: Sequence[Handoff[Any, Any]]
+    ) -> None:
+        meter = self.meter
+        try:
+            for account in meter.accounts:
+                account.check_after_call()
+            pending = pending_tool_calls(response, {h.tool_name for h in handoffs})
+            if pending:
+                for account in meter.accounts:
+                    account.check_tools(pending)
+            if plan.binding is not None and response.usage.output_tokens >= plan.output_bound:
+                # The bound agentbudget set was reached: the answer is cut at the limit.
+                raise _limit_error(
+                    plan,
+                    0,
+                    f"the response was cut at the {plan.output_bound} output tokens",
+                )
+        except AgentBudgetExceeded as exc:
+            raise meter.trip(exc) from None
+
+    # -- the Model interface -------------------------------------------------------------
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        plan = self._plan(system_instructions, input, model_settings, tools, handoffs)
+        try:
+            response = await self.inner.get_response(
+                system_instructions,
+                input,
+                plan.settings,
+                tools,
+                output_schema,
+                handoffs,
+                tracing,
+                previous_response_id=previous_response_id,
+                conversation_id=conversation_id,
+                prompt=prompt,
+            )
+        except BaseException:
+            self._settle_failed(plan, 0, streamed=False)
+            raise
+        self._settle(plan, _usage_of(response), estimated=False, streamed=False)
+        self._after_response(plan, response, handoffs)
+        return response
+
+    async def stream_response(  # type: ignore[override]
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        plan = self._plan(system_instructions, input, model_settings, tools, handoffs)
+        meter = self.meter
+        encoding = get_encoding(encoding_for_model(self.name)[0])
+        counted = 0
+        stream = self.inner.stream_response(
+            system_instructions,
+            input,
+            plan.settings,
+            tools,
+            output_schema,
+            handoffs,
+            tracing,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            prompt=prompt,
+        )
+        try:
+            async for event in stream:
+                kind = getattr(event, "type", None)
+                if kind in _OUTPUT_DELTA_TYPES:
+                    counted += count_text(getattr(event, "delta", "") or "", encoding)
+                    if plan.binding is not None and counted > plan.output_bound:
+                        raise meter.trip(
+                            _limit_error(plan, counted, f"stream stopped at {counted} output tokens")
+                        )
+                elif kind == "response.completed":
+                    response = event.response  # type: ignore[union-attr]
+                    usage = _response_usage(response.usage)
+                    if usage is None:
+                        usage = TokenUsage(input_tokens=plan.input_estimate, output_tokens=counted)
+                    self._settle(plan, usage, estimated=response.usage is None, streamed=True)
+                    model_response = ModelResponse(
+                        output=response.output,
+                        usage=_agents_usage(usage),
+                        response_id=response.id,
+                    )
+                    self._after_response(plan, model_response, handoffs)
+                yield event
+        except BaseException:
+            self._settle_failed(plan, counted, streamed=True)
+            raise
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await asyncio.shield(aclose())
+
+
+def _usage_of(response: ModelResponse) -> TokenUsage:
+    return TokenUsage.from_agents_usage(response.usage)
+
+
+def _response_usage(usage: Any) -> TokenUsage | None:
+    if usage is None:
+        return None
+    return TokenUsage.from_agents_usage(usage)
+
+
+def _agents_usage(usage: TokenUsage) -> Any:
+    from agents.usage import Usage
+
+    return Usage(requests=1, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                 total_tokens=usage.total_tokens)
+
+
+def _limit_error(plan: CallPlan, uncharged_output: int, what: str) -> AgentBudgetExceeded:
+    """The error for a call whose output reached the bound agentbudget gave it.
+
+    ``uncharged_output`` is output counted from a stream but not yet charged.
+    """
+    from .errors import CostLimitExceeded, TokenLimitExceeded
+
+    if plan.binding is None:
+        return TokenLimitExceeded(
+            f"{what}; the call's own max_tokens bound ({plan.output_bound}) was passed",
+            limit="max_tokens",
+            allowed=plan.output_bound,
+            observed=uncharged_output or plan.output_bound,
+        )
+    name, account = plan.binding
+    allowed = getattr(account.limits, name)
+    if name == "max_cost_usd":
+        return CostLimitExceeded(
+            f"{account.name}: {what}, all that max_cost_usd=${allowed} left room for",
+            limit=name,
+            allowed=allowed,
+            observed=account.cost_usd,
+        )
+    used = account.output_tokens if name == "max_output_tokens" else account.total_tokens
+    return TokenLimitExceeded(
+        f"{account.name}: {what}, all that {name}={allowed} left room for",
+        limit=name,
+        allowed=allowed,
+        observed=used + uncharged_output,
+    )

@@ -1,0 +1,130 @@
+"""What a run cost: ``RunReport`` and one ``LLMCallCost`` per LLM request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["LLMCallCost", "Route", "RunReport", "report_of"]
+
+Outcome = Literal["completed", "tripped", "refused", "error"]
+
+
+class LLMCallCost(BaseModel):
+    """One LLM request, priced with the model that served it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    model: str
+    """The model name as the run resolved it (a ``Model`` instance's ``model`` attribute)."""
+    price_key: str | None
+    """The price-table entry used (``"*"`` for a fallback price), None when unpriced."""
+    input_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int
+    reasoning_tokens: int = 0
+    cost_usd: Decimal | None
+    """Exact cost, rounded up to a nano-dollar; None when the model has no price."""
+    estimated: bool = False
+    """True when the provider reported no usage (error, cancellation, a stream cut short):
+    input is the pre-flight estimate and output the tokens counted from the stream."""
+    streamed: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Route(BaseModel):
+    """The model a router chose for a run, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    reason: str
+
+
+class RunReport(BaseModel):
+    """The cost of one run. Frozen; round-trips through ``model_dump_json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    user: str | None = None
+    team: str | None = None
+    agent: str
+    """The starting agent's name."""
+    calls: tuple[LLMCallCost, ...] = ()
+    tool_calls: int = 0
+    tool_names: tuple[str, ...] = ()
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    """Exact sum of the priced calls' costs."""
+    unpriced_calls: int = 0
+    duration_s: float = 0.0
+    started_at: datetime
+    cache_hit: bool = False
+    saved_usd: Decimal = Decimal("0")
+    route: Route | None = None
+    outcome: Outcome = "completed"
+    tripped_limit: str | None = None
+    error: str | None = None
+    """The exception type and message when ``outcome`` is ``"tripped"`` or ``"error"``."""
+
+    @property
+    def llm_calls(self) -> int:
+        return len(self.calls)
+
+    def cost_by_model(self) -> dict[str, Decimal]:
+        """Priced cost per model name."""
+        totals: dict[str, Decimal] = {}
+        for call in self.calls:
+            if call.cost_usd is not None:
+                totals[call.model] = totals.get(call.model, Decimal(0)) + call.cost_usd
+        return totals
+
+    def cost_by_agent(self) -> dict[str, Decimal]:
+        """Priced cost per agent name."""
+        totals: dict[str, Decimal] = {}
+        for call in self.calls:
+            if call.cost_usd is not None:
+                totals[call.agent] = totals.get(call.agent, Decimal(0)) + call.cost_usd
+        return totals
+
+
+_REPORT_ATTRIBUTE = "_agentbudget_report"
+
+
+def attach_report(result: Any, report: Any) -> None:
+    """Attach a report (or a callable producing one) to a run result."""
+    object.__setattr__(result, _REPORT_ATTRIBUTE, report)
+
+
+def report_of(result: Any) -> RunReport:
+    """The ``RunReport`` of a result produced under agentbudget (``Guard`` or ``budget()``).
+
+    For a streamed run the report is current as of the call; it is final once the
+    stream has been consumed.
+
+    Raises:
+        LookupError: when the result was not produced under agentbudget.
+    """
+    attached = getattr(result, _REPORT_ATTRIBUTE, None)
+    if attached is None:
+        raise LookupError(
+            "this result was not produced under agentbudget; run it with Guard.run() or "
+            "inside a budget() scope"
+        )
+    if callable(attached):
+        report = attached()
+        assert isinstance(report, RunReport)
+        return report
+    assert isinstance(attached, RunReport)
+    return attached

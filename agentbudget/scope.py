@@ -1,0 +1,153 @@
+"""``budget()``: limits over every run inside a block or a function.
+
+::
+
+    @ab.budget(max_tool_calls=5, max_seconds=30, user="u-42")
+    async def handle(msg):
+        return await Runner.run(agent, msg)
+
+    async with ab.budget(max_cost_usd="0.50") as scope:
+        await Runner.run(agent, "a")
+        await Runner.run(agent, "b")
+    scope.cost_usd, scope.tokens, scope.tool_calls, scope.reports
+
+Limits in a scope are cumulative over all runs inside it; nested scopes all apply;
+scopes live in ``contextvars``, so concurrent tasks never share counters. Entering a
+scope calls ``instrument()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import Token
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from .errors import ConfigurationError
+from .instrument import SCOPES, instrument
+from .limits import Limits
+from .meter import Account
+from .report import RunReport
+
+__all__ = ["BudgetScope", "budget"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BudgetScope:
+    """An active (or ready) ``budget()`` scope: its limits, counters and reports."""
+
+    def __init__(self, limits: Limits, *, user: str | None, team: str | None) -> None:
+        self.limits = limits
+        self.user = user
+        self.team = team
+        self.account = Account(limits, name="budget() scope")
+        self.reports: list[RunReport] = []
+        self._token: Token[tuple[BudgetScope, ...]] | None = None
+        self._entered = False
+
+    # -- what the scope has counted --------------------------------------------------------
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Exact spend of every run in the scope (nested runs included)."""
+        return self.account.cost_usd
+
+    @property
+    def tokens(self) -> int:
+        return self.account.total_tokens
+
+    @property
+    def input_tokens(self) -> int:
+        return self.account.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.account.output_tokens
+
+    @property
+    def tool_calls(self) -> int:
+        return self.account.tool_calls
+
+    @property
+    def llm_calls(self) -> int:
+        return self.account.llm_calls
+
+    # -- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> BudgetScope:
+        if self._entered:
+            raise ConfigurationError(
+                "this budget() scope was already entered; create a new one with budget(...) "
+                "(as a decorator it makes a fresh scope per call)"
+            )
+        self._entered = True
+        instrument()
+        self.account = Account(self.limits, name="budget() scope")
+        self._token = SCOPES.set((*SCOPES.get(), self))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            SCOPES.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> BudgetScope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+    # -- decorator -------------------------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        limits, user, team = self.limits, self.user, self.team
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with BudgetScope(limits, user=user, team=team):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with BudgetScope(limits, user=user, team=team):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def budget(
+    *,
+    max_tool_calls: int | None = None,
+    max_llm_calls: int | None = None,
+    max_tokens: int | None = None,
+    max_input_tokens: int | None = None,
+    max_output_tokens: int | None = None,
+    max_cost_usd: Decimal | str | int | None = None,
+    max_seconds: float | None = None,
+    user: str | None = None,
+    team: str | None = None,
+) -> BudgetScope:
+    """Limits over every ``Runner`` run inside a block (``with``/``async with``) or a function.
+
+    Raises:
+        ConfigurationError: for invalid limits or ids.
+    """
+    limits = Limits(
+        max_tool_calls=max_tool_calls,
+        max_llm_calls=max_llm_calls,
+        max_tokens=max_tokens,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
+        max_cost_usd=max_cost_usd,  # type: ignore[arg-type]
+        max_seconds=max_seconds,
+    )
+    for name, value in (("user", user), ("team", team)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+    return BudgetScope(limits, user=user, team=team)

@@ -1,0 +1,201 @@
+"""Offline building blocks for cost tests: named scripted models with usage.
+
+The Agents SDK's ``ScriptedModel`` plays scripted responses; agentbudget prices a
+``Model`` instance by its ``model`` attribute, so these helpers give it a name::
+
+    from agentbudget.testing import scripted_model, reply, tool_call
+
+    model = scripted_model("gpt-4o", [
+        tool_call("lookup", {"q": "x"}, input_tokens=1_000, output_tokens=20),
+        reply("done", input_tokens=1_200, output_tokens=50),
+    ])
+    agent = Agent(name="support", model=model, tools=[lookup])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+from agents import Agent
+from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.usage import Usage
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseTextDeltaEvent,
+    ResponseUsage,
+)
+from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
+
+__all__ = [
+    "NamedScriptedModel",
+    "handoff_call",
+    "long_stream",
+    "reply",
+    "scripted_model",
+    "tool_call",
+    "tool_loop",
+    "usage",
+]
+
+_ids = itertools.count(1)
+
+
+class NamedScriptedModel(ScriptedModel):
+    """A ``ScriptedModel`` with a ``model`` name, so agentbudget prices it like the real one."""
+
+    def __init__(self, model: str, steps: Iterable[Any] = (), **kwargs: Any) -> None:
+        super().__init__(steps, **kwargs)
+        self.model = model
+
+
+def scripted_model(model: str, steps: Iterable[Any] = (), **kwargs: Any) -> NamedScriptedModel:
+    """A scripted model priced as ``model`` (for example ``"gpt-4o"``)."""
+    return NamedScriptedModel(model, steps, **kwargs)
+
+
+def usage(
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    *,
+    cached_input_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> Usage:
+    """The ``agents.Usage`` of one request."""
+    return Usage(
+        requests=1,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        input_tokens_details=InputTokensDetails.model_validate(
+            {"cached_tokens": cached_input_tokens, "cache_write_tokens": cache_write_tokens}
+        ),
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=reasoning_tokens),
+    )
+
+
+def reply(text: str, *, input_tokens: int = 100, output_tokens: int = 20, **details: int) -> ModelStep:
+    """A step that answers with ``text``."""
+    return ModelStep(
+        output=[assistant_message(text, item_id=f"msg-{next(_ids)}")],
+        usage=usage(input_tokens, output_tokens, **details),
+    )
+
+
+def tool_call(
+    name: str,
+    arguments: Mapping[str, Any] | str = "{}",
+    *,
+    input_tokens: int = 100,
+    output_tokens: int = 20,
+    calls: int = 1,
+    **details: int,
+) -> ModelStep:
+    """A step that asks for ``calls`` calls of the tool ``name``."""
+    return ModelStep(
+        output=[
+            function_call(name, arguments, call_id=f"call-{next(_ids)}") for _ in range(calls)
+        ],
+        usage=usage(input_tokens, output_tokens, **details),
+    )
+
+
+def handoff_call(
+    target: Agent[Any], *, input_tokens: int = 100, output_tokens: int = 10
+) -> ModelStep:
+    """A step that hands off to ``target`` (the SDK's default ``transfer_to_<name>`` tool)."""
+    from agents.handoffs import Handoff
+
+    tool_name = Handoff.default_tool_name(target)
+    return tool_call(tool_name, "{}", input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def tool_loop(
+    name: str, *, times: int, arguments: Mapping[str, Any] | str = "{}", input_tokens: int = 100,
+    output_tokens: int = 20,
+) -> list[ModelStep]:
+    """``times`` steps that each call the tool again: a runaway loop."""
+    return [
+        tool_call(name, arguments, input_tokens=input_tokens, output_tokens=output_tokens)
+        for _ in range(times)
+    ]
+
+
+def long_stream(
+    deltas: int,
+    *,
+    delta: str = " word",
+    input_tokens: int = 50,
+    yield_every: int = 0,
+) -> ModelStep:
+    """A streamed answer of ``deltas`` text deltas (each ``delta``, one token by default).
+
+    The final ``response.completed`` event reports ``deltas`` output tokens. With
+    ``yield_every=n`` the stream yields to the event loop every ``n`` deltas, as a network
+    stream does.
+    """
+    text = delta * deltas
+
+    async def events(_call: ModelCall) -> AsyncIterator[Any]:
+        item_id = f"msg-{next(_ids)}"
+        base = Response(
+            id="resp-stream",
+            created_at=0,
+            model="scripted",
+            object="response",
+            output=[],
+            parallel_tool_calls=False,
+            tool_choice="auto",
+            tools=[],
+            status="in_progress",
+        )
+        yield ResponseCreatedEvent(type="response.created", response=base, sequence_number=0)
+        for n in range(deltas):
+            if yield_every and n % yield_every == 0:
+                await asyncio.sleep(0)
+            yield ResponseTextDeltaEvent(
+                type="response.output_text.delta",
+                delta=delta,
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                sequence_number=n + 1,
+                logprobs=[],
+            )
+        message = ResponseOutputMessage(
+            id=item_id,
+            type="message",
+            role="assistant",
+            status="completed",
+            content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+        )
+        done = base.model_copy(
+            update={
+                "status": "completed",
+                "output": [message],
+                "usage": ResponseUsage(
+                    input_tokens=input_tokens,
+                    output_tokens=deltas,
+                    total_tokens=input_tokens + deltas,
+                    input_tokens_details=InputTokensDetails(cached_tokens=0),
+                    output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+                ),
+            }
+        )
+        yield ResponseCompletedEvent(
+            type="response.completed", response=done, sequence_number=deltas + 1
+        )
+
+    return ModelStep.stream(events)
+
+
+def steps(items: Sequence[ModelStep]) -> list[ModelStep]:
+    """A list of steps (for readability in tests)."""
+    return list(items)

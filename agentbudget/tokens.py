@@ -1,0 +1,175 @@
+"""Offline token estimates for one LLM call.
+
+tiktoken downloads its rank files on first use; agentbudget ships the verified
+``o200k_base`` and ``cl100k_base`` files inside the package and builds the encodings
+from them with tiktoken's own constructor arguments, checking tiktoken's expected
+SHA-256, so counting never touches the network.
+
+OpenAI models are counted with their own encoding plus the cookbook's message
+overheads. Models without a public tokenizer (Anthropic, Google, ...) are counted with
+``o200k_base`` times a documented factor (``APPROXIMATION_FACTOR``) and marked as
+estimates.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import tiktoken
+
+__all__ = [
+    "APPROXIMATION_FACTOR",
+    "TokenEstimate",
+    "count_text",
+    "encoding_for_model",
+    "estimate_call_input",
+    "get_encoding",
+]
+
+APPROXIMATION_FACTOR = {"anthropic": 1.2, "google": 1.1, "other": 1.2}
+"""Multipliers on the o200k_base count for models whose tokenizer is not public.
+
+Anthropic's tokenizer yields roughly 10-20% more tokens than o200k_base on English
+text and code; Gemini's roughly 0-10%. Rounded up, so estimates err high.
+"""
+
+TOKENS_PER_MESSAGE = 3
+"""OpenAI cookbook: every message costs 3 tokens of framing."""
+TOKENS_PER_REPLY = 3
+"""OpenAI cookbook: every reply is primed with 3 tokens."""
+TOKENS_PER_TOOL = 8
+"""Framing per tool definition (name, description and schema are counted as text)."""
+
+_LOCK = threading.Lock()
+_ENCODINGS: dict[str, tiktoken.Encoding] = {}
+
+
+def _ranks_from_package(name: str, expected_hash: str) -> dict[bytes, int]:
+    blob = resources.files("agentbudget").joinpath(f"data/tokenizers/{name}.tiktoken.gz")
+    contents = gzip.decompress(blob.read_bytes())
+    actual = hashlib.sha256(contents).hexdigest()
+    if actual != expected_hash:
+        raise RuntimeError(
+            f"agentbudget's bundled {name} rank file has SHA-256 {actual}, but tiktoken expects "
+            f"{expected_hash}; reinstall agentbudget"
+        )
+    ranks: dict[bytes, int] = {}
+    for line in contents.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """The tiktoken ``Encoding`` ``name`` (``o200k_base`` or ``cl100k_base``), built offline."""
+    encoding = _ENCODINGS.get(name)
+    if encoding is not None:
+        return encoding
+    with _LOCK:
+        if name not in _ENCODINGS:
+            from tiktoken_ext import openai_public
+
+            constructor = getattr(openai_public, name, None)
+            if name not in ("o200k_base", "cl100k_base") or constructor is None:
+                raise ValueError(f"unknown encoding {name!r}; use o200k_base or cl100k_base")
+            # tiktoken's constructor gives the pattern, special tokens and expected hash; its
+            # loader would download the ranks, so it is replaced by the bundled copy for the
+            # duration of this one call (under the lock).
+            original = openai_public.load_tiktoken_bpe
+
+            def load_bundled(_url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+                if expected_hash is None:
+                    raise RuntimeError(f"tiktoken gave no expected hash for {name}")
+                return _ranks_from_package(name, expected_hash)
+
+            openai_public.load_tiktoken_bpe = load_bundled
+            try:
+                spec = constructor()
+            finally:
+                openai_public.load_tiktoken_bpe = original
+            _ENCODINGS[name] = tiktoken.Encoding(**spec)
+    return _ENCODINGS[name]
+
+
+def encoding_for_model(model: str) -> tuple[str, str | None]:
+    """``(encoding name, approximation family or None)`` for a model name."""
+    name = model.lower().rsplit("/", 1)[-1]
+    if name.startswith(("gpt-4-", "gpt-3.5")) or name == "gpt-4":
+        return "cl100k_base", None
+    if name.startswith(("gpt-", "o1", "o3", "o4", "chatgpt", "codex", "computer-use")):
+        return "o200k_base", None
+    if name.startswith("claude"):
+        return "o200k_base", "anthropic"
+    if name.startswith(("gemini", "gemma")):
+        return "o200k_base", "google"
+    return "o200k_base", "other"
+
+
+def count_text(text: str, encoding: tiktoken.Encoding) -> int:
+    """Tokens in ``text``, with special-token text counted as ordinary text."""
+    if not text:
+        return 0
+    return len(encoding.encode(text, disallowed_special=()))
+
+
+@dataclass(frozen=True)
+class TokenEstimate:
+    """An estimate of one call's input tokens."""
+
+    tokens: int
+    encoding: str
+    approximate: bool
+    """True for models without a public tokenizer (a factor was applied)."""
+
+
+def _text_of(item: Any) -> Iterable[str]:
+    """The strings of an input item that the model will read."""
+    if isinstance(item, str):
+        yield item
+        return
+    if hasattr(item, "model_dump"):
+        item = item.model_dump(exclude_none=True)
+    if isinstance(item, dict):
+        content = item.get("content")
+        if isinstance(content, str) and set(item) <= {"role", "content", "type", "id", "status"}:
+            yield str(item.get("role", ""))
+            yield content
+            return
+        yield json.dumps(item, ensure_ascii=False, default=str, separators=(",", ":"))
+        return
+    yield str(item)
+
+
+def estimate_call_input(
+    model: str,
+    instructions: str | None,
+    input_items: str | Sequence[Any],
+    tool_schemas: Sequence[dict[str, Any]] = (),
+) -> TokenEstimate:
+    """Estimate the input tokens of one LLM call: instructions, input items and tool schemas."""
+    encoding_name, family = encoding_for_model(model)
+    encoding = get_encoding(encoding_name)
+    items: Sequence[Any] = [input_items] if isinstance(input_items, str) else input_items
+    tokens = TOKENS_PER_REPLY
+    if instructions:
+        tokens += TOKENS_PER_MESSAGE + count_text(instructions, encoding)
+    for item in items:
+        tokens += TOKENS_PER_MESSAGE
+        tokens += sum(count_text(text, encoding) for text in _text_of(item))
+    for schema in tool_schemas:
+        tokens += TOKENS_PER_TOOL + count_text(
+            json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":")), encoding
+        )
+    if family is not None:
+        factor = APPROXIMATION_FACTOR[family]
+        tokens = -(-int(tokens * factor * 1000) // 1000)
+    return TokenEstimate(tokens=tokens, encoding=encoding_name, approximate=family is not None)
