@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,13 +27,13 @@ from .errors import AgentBudgetExceeded, BudgetExhausted, TimeLimitExceeded
 from .interceptor import MeteredModel
 from .limits import Limits
 from .meter import Account, MeterHooks, RunMeter
-from .report import attach_report
+from .report import RunReport, attach_report
 
 if TYPE_CHECKING:
     from .guard import Guard
     from .scope import BudgetScope
 
-__all__ = ["instrument", "is_instrumented", "uninstrument"]
+__all__ = ["add_observer", "instrument", "is_instrumented", "remove_observer", "uninstrument"]
 
 WATCHDOG_GRACE_S = 0.1
 """How long a run cancelled by ``max_seconds`` gets to unwind before the error is raised."""
@@ -54,6 +54,25 @@ SCOPES: ContextVar[tuple[BudgetScope, ...]] = ContextVar("agentbudget_scopes", d
 
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
+_observers: list[Callable[[RunReport], None]] = []
+
+
+def add_observer(observer: Callable[[RunReport], None]) -> None:
+    """Govern *every* run while ``observer`` is registered, and give it each run's report.
+
+    The pytest plugin uses this to record the runs of a test, plain ``Runner`` calls
+    included. Calls ``instrument()``.
+    """
+    instrument()
+    with _lock:
+        _observers.append(observer)
+
+
+def remove_observer(observer: Callable[[RunReport], None]) -> None:
+    """Stop giving reports to ``observer`` (no error if it was not registered)."""
+    with _lock:
+        if observer in _observers:
+            _observers.remove(observer)
 
 
 def is_instrumented() -> bool:
@@ -133,7 +152,7 @@ def _begin(starting_agent: Agent[Any], kwargs: dict[str, Any]) -> RunMeter | Non
         )
     request = GUARD_REQUEST.get()
     scopes = SCOPES.get()
-    if request is None and not scopes:
+    if request is None and not scopes and not _observers:
         return None
     from .guard import default_guard
 
@@ -176,6 +195,8 @@ def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) ->
     for scope in SCOPES.get():
         scope.reports.append(report)
     meter.guard.emit(report)
+    for observer in list(_observers):
+        observer(report)
 
 
 def _deadline(meter: RunMeter) -> float | None:
