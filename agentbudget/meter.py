@@ -30,7 +30,7 @@ from .errors import (
     ToolCallLimitExceeded,
 )
 from .limits import Limits
-from .money import nanos_to_usd
+from .money import ceil_nanos, nanos_to_usd
 from .report import LLMCallCost, Route, RunReport
 
 if TYPE_CHECKING:
@@ -173,9 +173,13 @@ class Account:
                 )
                 if left_nanos < 0 or (affordable is not None and affordable < MIN_OUTPUT_TOKENS):
                     observed = nanos_to_usd(self.cost_nanos + self.held_nanos)
+                    least = nanos_to_usd(
+                        ceil_nanos(input_nanos + nanos_per_output_token * MIN_OUTPUT_TOKENS)
+                    )
                     raise CostLimitExceeded(
-                        f"{self.name}: the next LLM call could cost more than the "
-                        f"${lim.max_cost_usd} left of max_cost_usd (spent ${observed})",
+                        f"{self.name}: the next LLM call (~{input_tokens} input tokens, at least "
+                        f"${least}) would pass max_cost_usd=${lim.max_cost_usd}; "
+                        f"${observed} spent or held",
                         limit="max_cost_usd",
                         allowed=lim.max_cost_usd,
                         observed=observed,

@@ -108,13 +108,15 @@ def tool_call(
 
 
 def handoff_call(
-    target: Agent[Any], *, input_tokens: int = 100, output_tokens: int = 10
+    target: Agent[Any], *, input_tokens: int = 100, output_tokens: int = 10, **details: int
 ) -> ModelStep:
     """A step that hands off to ``target`` (the SDK's default ``transfer_to_<name>`` tool)."""
     from agents.handoffs import Handoff
 
     tool_name = Handoff.default_tool_name(target)
-    return tool_call(tool_name, "{}", input_tokens=input_tokens, output_tokens=output_tokens)
+    return tool_call(
+        tool_name, "{}", input_tokens=input_tokens, output_tokens=output_tokens, **details
+    )
 
 
 def tool_loop(
