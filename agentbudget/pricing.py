@@ -204,9 +204,25 @@ class TokenUsage(BaseModel):
         if isinstance(usage, TokenUsage):
             return [usage]
         if isinstance(usage, Usage):
-            if usage.request_usage_entries:
-                return [cls.from_agents_usage(entry) for entry in usage.request_usage_entries]
-            return [cls.from_agents_usage(usage)]
+            total = cls.from_agents_usage(usage)
+            entries = [cls.from_agents_usage(entry) for entry in usage.request_usage_entries]
+            if not entries:
+                return [total]
+            # Entries may not cover the totals (a Usage built by hand, then add()ed to):
+            # whatever they miss is priced as one more request, never dropped.
+            covered = sum(entries[1:], entries[0])
+            rest = {
+                name: max(getattr(total, name) - getattr(covered, name), 0)
+                for name in cls.model_fields
+            }
+            if any(rest.values()):
+                writes = rest["cache_write_tokens"] + rest["cache_write_1h_tokens"]
+                rest["cached_input_tokens"] = min(
+                    rest["cached_input_tokens"], max(rest["input_tokens"] - writes, 0)
+                )
+                rest["reasoning_tokens"] = min(rest["reasoning_tokens"], rest["output_tokens"])
+                entries.append(cls(**rest))
+            return entries
         raise TypeError(f"usage must be agents.Usage or TokenUsage, got {type(usage).__name__}")
 
 
@@ -232,7 +248,8 @@ class _PriceFile(BaseModel):
                         value, bool
                     ):
                         raise ValueError(
-                            f"{name}.{key}: prices are JSON strings like \"2.50\", got {value!r}"
+                            f"models.{name}.{key}: prices are JSON strings like \"2.50\", "
+                            f"got the number {value!r}"
                         )
         return models
 
@@ -294,7 +311,7 @@ class PriceTable:
         except OSError as exc:
             raise ConfigurationError(f"cannot read price file {path}: {exc}") from exc
         try:
-            data = json.loads(text, parse_float=_reject_float_literal)
+            data = json.loads(text)
         except ValueError as exc:
             raise ConfigurationError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
@@ -434,13 +451,7 @@ class PriceTable:
         )
 
 
-def _reject_float_literal(text: str) -> Any:
-    raise ValueError(f"prices must be JSON strings like \"2.50\", not the number {text}")
-
-
 @functools.cache
 def _default_table() -> PriceTable:
     data = resources.files("agentbudget").joinpath("data/prices.json").read_text("utf-8")
-    return PriceTable.from_dict(
-        json.loads(data, parse_float=_reject_float_literal), source="agentbudget/data/prices.json"
-    )
+    return PriceTable.from_dict(json.loads(data), source="agentbudget/data/prices.json")

@@ -186,7 +186,9 @@ def long_stream(
                     input_tokens=input_tokens,
                     output_tokens=deltas,
                     total_tokens=input_tokens + deltas,
-                    input_tokens_details=InputTokensDetails(cached_tokens=0),
+                    input_tokens_details=InputTokensDetails.model_validate(
+                        {"cached_tokens": 0, "cache_write_tokens": 0}
+                    ),
                     output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
                 ),
             }

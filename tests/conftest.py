@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from agents import set_tracing_disabled
+
+import agentbudget as ab
+from agentbudget.guard import reset_default_guard
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    """No trace export (offline), a fresh default guard, and the SDK restored afterwards."""
+    set_tracing_disabled(True)
+    reset_default_guard()
+    yield
+    reset_default_guard()
+    ab.uninstrument()
+
+
+@pytest.fixture
+def close_sdk_loop() -> Iterator[None]:
+    """``Runner.run_sync`` leaves the thread's default event loop open by design; close it."""
+    import asyncio
+    import warnings
+
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    if not loop.is_running():
+        loop.close()
+    policy.set_event_loop(None)
