@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_observer", "instrument", "is_instrumented", "remove_observer", "uninstrument"]
 
-WATCHDOG_GRACE_S = 0.1
-"""How long a run cancelled by ``max_seconds`` gets to unwind before the error is raised."""
-
-
 @dataclass(frozen=True)
 class GuardRequest:
     """What ``Guard.run`` asks of the run it starts."""
@@ -224,22 +220,36 @@ def _time_limit(meter: RunMeter) -> AgentBudgetExceeded:
 
 
 async def _with_watchdog(meter: RunMeter, coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro``; at the run's deadline cancel it and raise ``TimeLimitExceeded``.
+
+    The current task is cancelled from a timer (no extra task per run), so a hanging tool
+    or model call is interrupted wherever it is awaiting.
+    """
     deadline = _deadline(meter)
     if deadline is None or meter.parent is not None:
         return await coro
-    task = asyncio.ensure_future(coro)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=max(deadline - time.monotonic(), 0))
-    except asyncio.CancelledError:
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
         task.cancel()
-        raise
-    if task in done:
-        return task.result()
-    task.cancel()
-    await asyncio.wait({task}, timeout=WATCHDOG_GRACE_S)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        task.exception()  # retrieved: the time limit is what the caller needs to see
-    raise _time_limit(meter)
+
+    loop = asyncio.get_running_loop()
+    handle = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0), fire)
+    try:
+        return await coro
+    except BaseException:
+        if not fired:
+            raise
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:  # Python 3.11+: this cancellation was ours, not the caller's
+            uncancel()
+        raise _time_limit(meter) from None
+    finally:
+        handle.cancel()
 
 
 async def _governed_run(

@@ -31,7 +31,13 @@ from .meter import MIN_OUTPUT_TOKENS, Account, Hold, RunMeter, hold, release
 from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
 from .report import LLMCallCost
-from .tokens import count_text, encoding_for_model, estimate_call_input, get_encoding
+from .tokens import (
+    count_text,
+    count_tools,
+    encoding_for_model,
+    estimate_call_input,
+    get_encoding,
+)
 
 if TYPE_CHECKING:
     from openai.types.responses.response_prompt_param import ResponsePromptParam
@@ -122,6 +128,7 @@ class MeteredModel(Model):
         self.name = name
         self.agent = agent
         self.meter = meter
+        self._tools_seen: dict[tuple[int, ...], tuple[tuple[Any, ...], int]] = {}
 
     def __getattr__(self, item: str) -> Any:
         # Everything the SDK may ask of the model that this wrapper does not define.
@@ -140,6 +147,17 @@ class MeteredModel(Model):
         await self.inner.close()
 
     # -- planning ----------------------------------------------------------------------
+
+    def _tool_tokens(self, tools: Sequence[Tool], handoffs: Sequence[Handoff[Any, Any]]) -> int:
+        """Tokens of the tool definitions, counted once per distinct set of tools."""
+        key = tuple(id(t) for t in (*tools, *handoffs))
+        cached = self._tools_seen.get(key)
+        if cached is None:
+            schemas = [tool_schema(t) for t in tools] + [tool_schema(h) for h in handoffs]
+            # the tools are kept referenced so their ids cannot be reused while cached
+            cached = ((*tools, *handoffs), count_tools(self.name, schemas))
+            self._tools_seen[key] = cached
+        return cached[1]
 
     def _price(self) -> tuple[str | None, ModelPrice | None]:
         prices = self.meter.guard.prices
@@ -175,8 +193,9 @@ class MeteredModel(Model):
             for account in meter.accounts:
                 account.check_time()
             price_key, price = self._price()
-            schemas = [tool_schema(t) for t in tools] + [tool_schema(h) for h in handoffs]
-            estimate = estimate_call_input(self.name, system_instructions, input, schemas)
+            estimate = estimate_call_input(
+                self.name, system_instructions, input, tool_tokens=self._tool_tokens(tools, handoffs)
+            )
             bound = model_settings.max_tokens
             if bound is None:
                 bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
@@ -221,7 +240,7 @@ class MeteredModel(Model):
         nanos: int | None = None
         if plan.price is not None:
             nanos = plan.price.cost_nanos(usage, model=self.name)
-        call = LLMCallCost(
+        call = LLMCallCost.model_construct(
             agent=self.agent.name,
             model=self.name,
             price_key=plan.price_key,

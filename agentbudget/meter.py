@@ -323,7 +323,7 @@ class RunMeter:
         if duration is None:
             duration = time.monotonic() - self.t0
         tripped_limit = getattr(error, "limit", None) if outcome in ("tripped", "refused") else None
-        return RunReport(
+        return RunReport.model_construct(
             run_id=self.run_id,
             user=self.user,
             team=self.team,

@@ -203,3 +203,96 @@ def long_stream(
 def steps(items: Sequence[ModelStep]) -> list[ModelStep]:
     """A list of steps (for readability in tests)."""
     return list(items)
+
+
+# -- agents with a known cost (for cost tests) -----------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from .errors import ConfigurationError  # noqa: E402
+from .money import parse_usd  # noqa: E402
+from .pricing import PriceTable, TokenUsage  # noqa: E402
+
+
+def scripted_agent(
+    name: str, steps: Iterable[Any], *, model: str = "gpt-4o", **agent_kwargs: Any
+) -> Agent[Any]:
+    """An ``Agent`` named ``name`` whose model plays ``steps`` and is priced as ``model``.
+
+    ``agent_kwargs`` go to ``Agent`` (``tools=``, ``handoffs=``, ``instructions=``...).
+    """
+    return Agent(name=name, model=scripted_model(model, steps), **agent_kwargs)
+
+
+def input_tokens_costing(
+    usd: Decimal | str | int, *, model: str = "gpt-4o", prices: PriceTable | None = None
+) -> int:
+    """How many input tokens of ``model`` cost exactly ``usd`` (one request, no output).
+
+    ``prices`` defaults to the price table agentbudget records runs with (the default
+    ``Guard``'s, which ``agentbudget.configure(prices=...)`` sets).
+
+    Raises:
+        ConfigurationError: when no whole number of tokens costs exactly ``usd``.
+        UnknownModelError: when ``model`` has no price.
+    """
+    from .guard import default_guard  # the guard imports the instrumentation
+
+    try:
+        amount = parse_usd(usd, field="usd")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    table = prices if prices is not None else default_guard().prices
+    rate = table.get(model).input
+    if amount == 0:
+        return 0
+    if rate == 0:
+        raise ConfigurationError(f"{model} input is free; no number of tokens costs ${amount}")
+    tokens = amount * Decimal(1_000_000) / rate
+    if tokens != tokens.to_integral_value():
+        raise ConfigurationError(
+            f"no whole number of {model} input tokens costs exactly ${amount} at ${rate} per "
+            f"1M; use a multiple of ${format(rate / Decimal(1_000_000), 'f')}"
+        )
+    count = int(tokens)
+    actual = table.cost(model, TokenUsage(input_tokens=count, output_tokens=0))
+    if actual != amount:  # a long-context tier changes the rate above a threshold
+        raise ConfigurationError(
+            f"{count} {model} input tokens cost ${actual}, not ${amount} (a pricing tier "
+            "applies); choose a smaller amount"
+        )
+    return count
+
+
+def agent_costing(
+    usd: Decimal | str | int,
+    *,
+    model: str = "gpt-4o",
+    name: str = "agent",
+    text: str = "done",
+    runs: int = 1,
+    prices: PriceTable | None = None,
+    **agent_kwargs: Any,
+) -> Agent[Any]:
+    """An ``Agent`` whose every run is one reply costing exactly ``usd`` (input tokens only).
+
+    ::
+
+        agent = agent_costing("2.50", model="gpt-4o")   # 1,000,000 input tokens
+        Runner.run_sync(agent, "hi")                    # costs exactly $2.50
+
+    Args:
+        usd: the cost of one run, as ``str``, ``int`` or ``Decimal`` (not ``float``).
+        runs: how many runs the agent can serve (one scripted reply each).
+
+    Raises:
+        ConfigurationError: when no whole number of tokens costs exactly ``usd``.
+    """
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ConfigurationError(f"runs must be a positive int, got {runs!r}")
+    tokens = input_tokens_costing(usd, model=model, prices=prices)
+    replies = [reply(text, input_tokens=tokens, output_tokens=0) for _ in range(runs)]
+    return scripted_agent(name, replies, model=model, **agent_kwargs)
+
+
+__all__ += ["agent_costing", "input_tokens_costing", "scripted_agent"]

@@ -14,6 +14,7 @@ estimates.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import json
@@ -29,6 +30,7 @@ __all__ = [
     "APPROXIMATION_FACTOR",
     "TokenEstimate",
     "count_text",
+    "count_tools",
     "encoding_for_model",
     "estimate_call_input",
     "get_encoding",
@@ -115,10 +117,36 @@ def encoding_for_model(model: str) -> tuple[str, str | None]:
 
 
 def count_text(text: str, encoding: tiktoken.Encoding) -> int:
-    """Tokens in ``text``, with special-token text counted as ordinary text."""
+    """Tokens in ``text``, with special-token text counted as ordinary text.
+
+    Counts are cached: instructions, tool schemas and earlier conversation items repeat
+    on every call of a run.
+    """
     if not text:
         return 0
-    return len(encoding.encode(text, disallowed_special=()))
+    if len(text) > _CACHE_MAX_TEXT:
+        return len(encoding.encode(text, disallowed_special=()))
+    return _count_cached(text, encoding.name)
+
+
+_CACHE_MAX_TEXT = 65_536
+
+
+@functools.lru_cache(maxsize=8_192)
+def _count_cached(text: str, encoding_name: str) -> int:
+    return len(get_encoding(encoding_name).encode(text, disallowed_special=()))
+
+
+def count_tools(model: str, tool_schemas: Sequence[dict[str, Any]]) -> int:
+    """Tokens of the tool definitions sent with a call (before any approximation factor)."""
+    encoding = get_encoding(encoding_for_model(model)[0])
+    return sum(
+        TOKENS_PER_TOOL
+        + count_text(
+            json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":")), encoding
+        )
+        for schema in tool_schemas
+    )
 
 
 @dataclass(frozen=True)
@@ -154,8 +182,13 @@ def estimate_call_input(
     instructions: str | None,
     input_items: str | Sequence[Any],
     tool_schemas: Sequence[dict[str, Any]] = (),
+    *,
+    tool_tokens: int | None = None,
 ) -> TokenEstimate:
-    """Estimate the input tokens of one LLM call: instructions, input items and tool schemas."""
+    """Estimate the input tokens of one LLM call: instructions, input items and tool schemas.
+
+    ``tool_tokens`` (from ``count_tools``) replaces counting ``tool_schemas`` again.
+    """
     encoding_name, family = encoding_for_model(model)
     encoding = get_encoding(encoding_name)
     items: Sequence[Any] = [input_items] if isinstance(input_items, str) else input_items
@@ -165,10 +198,7 @@ def estimate_call_input(
     for item in items:
         tokens += TOKENS_PER_MESSAGE
         tokens += sum(count_text(text, encoding) for text in _text_of(item))
-    for schema in tool_schemas:
-        tokens += TOKENS_PER_TOOL + count_text(
-            json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":")), encoding
-        )
+    tokens += tool_tokens if tool_tokens is not None else count_tools(model, tool_schemas)
     if family is not None:
         factor = APPROXIMATION_FACTOR[family]
         tokens = -(-int(tokens * factor * 1000) // 1000)
