@@ -30,8 +30,10 @@ def cmd_prices(args: argparse.Namespace) -> int:
     for name, price in sorted(table.models().items()):
         if args.pattern is None or _matches(args.pattern, [name, *table.aliases_of(name)]):
             rows.append((name, price))
-    if args.pattern and args.pattern.lower() in table and not any(
-        name == table.resolve(args.pattern) for name, _ in rows
+    if (
+        args.pattern
+        and args.pattern.lower() in table
+        and not any(name == table.resolve(args.pattern) for name, _ in rows)
     ):
         key = table.resolve(args.pattern)
         rows.append((key, table.get(args.pattern)))
@@ -39,17 +41,19 @@ def cmd_prices(args: argparse.Namespace) -> int:
         print(f"no model matches {args.pattern!r}", file=sys.stderr)
         return 1
     print(f"USD per 1M tokens - price table {table.version} (effective {table.effective_date})")
-    header = (f"{'model':<24} {'input':>8} {'cached':>8} {'write5m':>8} {'write1h':>8} "
-              f"{'output':>8} {'max out':>8}  tiers")
+    header = (
+        f"{'model':<24} {'input':>8} {'cached':>8} {'write5m':>8} {'write1h':>8} "
+        f"{'output':>8} {'max out':>8}  tiers"
+    )
     print(header)
     print("-" * len(header))
     for name, p in rows:
-        tiers = ", ".join(
-            f">{t.above_input_tokens:,}: {t.input}/{t.output}" for t in p.tiers
+        tiers = ", ".join(f">{t.above_input_tokens:,}: {t.input}/{t.output}" for t in p.tiers)
+        print(
+            f"{name:<24} {_fmt(p.input):>8} {_fmt(p.cached_input):>8} "
+            f"{_fmt(p.cache_write_5m):>8} {_fmt(p.cache_write_1h):>8} {_fmt(p.output):>8} "
+            f"{_fmt(p.max_output_tokens):>8}  {tiers}"
         )
-        print(f"{name:<24} {_fmt(p.input):>8} {_fmt(p.cached_input):>8} "
-              f"{_fmt(p.cache_write_5m):>8} {_fmt(p.cache_write_1h):>8} {_fmt(p.output):>8} "
-              f"{_fmt(p.max_output_tokens):>8}  {tiers}")
         if args.verbose:
             aliases = table.aliases_of(name)
             if aliases:
@@ -64,11 +68,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     text = args.text if args.text is not None else sys.stdin.read()
     table = PriceTable.default()
-    estimate = estimate_call_input(args.model, args.instructions, [{"role": "user",
-                                                                     "content": text}])
+    estimate = estimate_call_input(
+        args.model, args.instructions, [{"role": "user", "content": text}]
+    )
     price = table.get(args.model)
-    output = args.output_tokens if args.output_tokens is not None else (
-        price.max_output_tokens or 0)
+    output = (
+        args.output_tokens if args.output_tokens is not None else (price.max_output_tokens or 0)
+    )
     low = table.cost(args.model, TokenUsage(input_tokens=estimate.tokens))
     high = table.cost(args.model, TokenUsage(input_tokens=estimate.tokens, output_tokens=output))
     kind = "approximate (no public tokenizer)" if estimate.approximate else estimate.encoding

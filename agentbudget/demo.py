@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 
@@ -13,21 +13,27 @@ from .guard import Guard
 from .limits import Limits
 from .report import RunReport, report_of
 from .scope import budget
-from .tokens import estimate_call_input
 from .testing import handoff_call, long_stream, reply, scripted_model, tool_call, tool_loop
+from .tokens import estimate_call_input
 
 
 def _table(report: RunReport, say: Callable[[str], None]) -> None:
-    say(f"    {'#':>2}  {'agent':<10} {'model':<12} {'input':>7} {'cached':>7} {'output':>7}"
-        f"  {'cost (USD)':>12}")
+    say(
+        f"    {'#':>2}  {'agent':<10} {'model':<12} {'input':>7} {'cached':>7} {'output':>7}"
+        f"  {'cost (USD)':>12}"
+    )
     for n, call in enumerate(report.calls, 1):
         cost = "unpriced" if call.cost_usd is None else f"${call.cost_usd}"
         mark = " (estimated)" if call.estimated else ""
-        say(f"    {n:>2}  {call.agent:<10} {call.model:<12} {call.input_tokens:>7} "
-            f"{call.cached_input_tokens:>7} {call.output_tokens:>7}  {cost:>12}{mark}")
-    say(f"    total: ${report.cost_usd} for {report.total_tokens} tokens, "
+        say(
+            f"    {n:>2}  {call.agent:<10} {call.model:<12} {call.input_tokens:>7} "
+            f"{call.cached_input_tokens:>7} {call.output_tokens:>7}  {cost:>12}{mark}"
+        )
+    say(
+        f"    total: ${report.cost_usd} for {report.total_tokens} tokens, "
         f"{len(report.calls)} LLM calls, {report.tool_calls} tool calls"
-        f"{_tools(report)} - outcome: {report.outcome}")
+        f"{_tools(report)} - outcome: {report.outcome}"
+    )
 
 
 def _tools(report: RunReport) -> str:
@@ -46,8 +52,10 @@ async def _demo(say: Callable[[str], None]) -> None:
         return f"order {order_id}: shipped yesterday"
 
     say("agentbudget demo - offline: the models are scripted, the accounting is real.")
-    say("Prices come from the bundled table (USD per 1M tokens): gpt-4o $2.50 in / $1.25 cached"
-        " / $10.00 out; gpt-4o-mini $0.15 / $0.075 / $0.60.\n")
+    say(
+        "Prices come from the bundled table (USD per 1M tokens): gpt-4o $2.50 in / $1.25 cached"
+        " / $10.00 out; gpt-4o-mini $0.15 / $0.075 / $0.60.\n"
+    )
 
     # 1. A normal run: tool call, then a handoff to a cheaper model.
     say("1) A support agent on gpt-4o looks up an order, then hands off to a gpt-4o-mini agent.")
@@ -67,10 +75,12 @@ async def _demo(say: Callable[[str], None]) -> None:
         model=scripted_model(
             "gpt-4o",
             [
-                tool_call("lookup_order", {"order_id": "A-17"}, input_tokens=1_200,
-                          output_tokens=25),
-                handoff_call(writer, input_tokens=1_500, output_tokens=12,
-                             cached_input_tokens=1_024),
+                tool_call(
+                    "lookup_order", {"order_id": "A-17"}, input_tokens=1_200, output_tokens=25
+                ),
+                handoff_call(
+                    writer, input_tokens=1_500, output_tokens=12, cached_input_tokens=1_024
+                ),
             ],
         ),
     )
@@ -78,8 +88,10 @@ async def _demo(say: Callable[[str], None]) -> None:
     result = await guard.run(support, "Where is my order A-17?", user="customer-42")
     say(f"    answer: {result.final_output!r}")
     _table(report_of(result), say)
-    say("    Each request is priced with the model that served it, to the nano-dollar;"
-        " the total is their exact sum.\n")
+    say(
+        "    Each request is priced with the model that served it, to the nano-dollar;"
+        " the total is their exact sum.\n"
+    )
 
     # 2. A runaway loop, stopped before the money is gone.
     say("2) A buggy agent calls a tool forever. Guard(limits=Limits(max_tool_calls=5)):")
@@ -87,8 +99,9 @@ async def _demo(say: Callable[[str], None]) -> None:
     looping = Agent(
         name="looping",
         tools=[lookup_order],
-        model=scripted_model("gpt-4o", tool_loop("lookup_order", times=1_000,
-                                                 arguments={"order_id": "A-17"})),
+        model=scripted_model(
+            "gpt-4o", tool_loop("lookup_order", times=1_000, arguments={"order_id": "A-17"})
+        ),
     )
     try:
         await Guard(limits=Limits(max_tool_calls=5)).run(looping, "Where is my order?")
@@ -101,8 +114,9 @@ async def _demo(say: Callable[[str], None]) -> None:
 
     # 3. A streamed answer cut at an output limit.
     say("3) A streamed answer of 5,000 tokens under Limits(max_output_tokens=300):")
-    talker = Agent(name="talker", model=scripted_model("gpt-4o", [long_stream(5_000,
-                                                                              yield_every=50)]))
+    talker = Agent(
+        name="talker", model=scripted_model("gpt-4o", [long_stream(5_000, yield_every=50)])
+    )
     streamed = Guard(limits=Limits(max_output_tokens=300)).run_streamed(talker, "Tell me a story")
     events = 0
     try:
@@ -124,15 +138,28 @@ async def _demo(say: Callable[[str], None]) -> None:
     try:
         async with budget(max_cost_usd="0.01", user="customer-42") as scope:
             for _ in range(10):
-                agent = Agent(name="faq", instructions=knowledge, model=scripted_model(
-                    "gpt-4o", [reply("Within two business days.", input_tokens=input_tokens,
-                                     output_tokens=100)]))
+                agent = Agent(
+                    name="faq",
+                    instructions=knowledge,
+                    model=scripted_model(
+                        "gpt-4o",
+                        [
+                            reply(
+                                "Within two business days.",
+                                input_tokens=input_tokens,
+                                output_tokens=100,
+                            )
+                        ],
+                    ),
+                )
                 await Runner.run(agent, question)
                 answers += 1
     except AgentBudgetExceeded as exc:
         say(f"    refused before sending call {answers + 1}: {exc}")
-    say(f"    scope spent ${scope.cost_usd} of $0.01 in {scope.llm_calls} calls "
-        f"({scope.tokens} tokens); the refused call was never sent.")
+    say(
+        f"    scope spent ${scope.cost_usd} of $0.01 in {scope.llm_calls} calls "
+        f"({scope.tokens} tokens); the refused call was never sent."
+    )
     say("\nThat is agentbudget: limits that stop runs before they spend, and exact reports.")
 
 

@@ -68,8 +68,9 @@ class Guard:
             try:
                 sink.record(report)
             except Exception:
-                logger.exception("agentbudget: sink %r failed to record run %s", sink,
-                                 report.run_id)
+                logger.exception(
+                    "agentbudget: sink %r failed to record run %s", sink, report.run_id
+                )
 
     def _request(self, user: str | None, team: str | None) -> GuardRequest:
         _check_id("user", user)

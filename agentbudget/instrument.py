@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_observer", "instrument", "is_instrumented", "remove_observer", "uninstrument"]
 
+
 @dataclass(frozen=True)
 class GuardRequest:
     """What ``Guard.run`` asks of the run it starts."""

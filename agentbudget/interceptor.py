@@ -194,7 +194,10 @@ class MeteredModel(Model):
                 account.check_time()
             price_key, price = self._price()
             estimate = estimate_call_input(
-                self.name, system_instructions, input, tool_tokens=self._tool_tokens(tools, handoffs)
+                self.name,
+                system_instructions,
+                input,
+                tool_tokens=self._tool_tokens(tools, handoffs),
             )
             bound = model_settings.max_tokens
             if bound is None:
@@ -324,7 +327,7 @@ class MeteredModel(Model):
         self._after_response(plan, response, handoffs)
         return response
 
-    async def stream_response(  # type: ignore[override]
+    async def stream_response(
         self,
         system_instructions: str | None,
         input: str | list[TResponseInputItem],
@@ -361,7 +364,9 @@ class MeteredModel(Model):
                     counted += count_text(getattr(event, "delta", "") or "", encoding)
                     if plan.binding is not None and counted > plan.output_bound:
                         raise meter.trip(
-                            _limit_error(plan, counted, f"stream stopped at {counted} output tokens")
+                            _limit_error(
+                                plan, counted, f"stream stopped at {counted} output tokens"
+                            )
                         )
                 elif kind == "response.completed":
                     response = event.response  # type: ignore[union-attr]
@@ -398,8 +403,12 @@ def _response_usage(usage: Any) -> TokenUsage | None:
 def _agents_usage(usage: TokenUsage) -> Any:
     from agents.usage import Usage
 
-    return Usage(requests=1, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                 total_tokens=usage.total_tokens)
+    return Usage(
+        requests=1,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
 
 
 def _limit_error(plan: CallPlan, uncharged_output: int, what: str) -> AgentBudgetExceeded:

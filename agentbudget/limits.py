@@ -38,7 +38,8 @@ class Limits:
     max_tokens: int | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
-    max_cost_usd: Decimal | None = None
+    max_cost_usd: Decimal | str | int | None = None
+    """USD; normalised to ``Decimal`` on construction."""
     max_seconds: float | None = None
     max_cost_nanos: int | None = field(init=False, repr=False, compare=False)
 
@@ -79,8 +80,9 @@ class Limits:
     @property
     def is_empty(self) -> bool:
         """True when no limit is set."""
-        return all(getattr(self, name) is None for name in (*_COUNT_FIELDS, "max_cost_usd",
-                                                             "max_seconds"))
+        return all(
+            getattr(self, name) is None for name in (*_COUNT_FIELDS, "max_cost_usd", "max_seconds")
+        )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Limits:

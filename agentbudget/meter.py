@@ -314,7 +314,9 @@ class RunMeter:
         exc.report = self.report(outcome="refused" if _is_refusal(exc) else "tripped", error=exc)
         return exc
 
-    def report(self, *, outcome: str = "completed", error: BaseException | None = None) -> RunReport:
+    def report(
+        self, *, outcome: str = "completed", error: BaseException | None = None
+    ) -> RunReport:
         calls = tuple(self.calls)
         priced = [c.cost_usd for c in calls if c.cost_usd is not None]
         input_tokens = sum(c.input_tokens for c in calls)
@@ -339,7 +341,7 @@ class RunMeter:
             duration_s=round(duration, 6),
             started_at=self.started_at,
             route=self.route,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             tripped_limit=tripped_limit,
             error=None if error is None else f"{type(error).__name__}: {error}",
         )

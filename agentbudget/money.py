@@ -13,7 +13,9 @@ from decimal import Decimal
 __all__ = ["NANOS_PER_USD", "nanos_to_usd", "parse_usd", "usd_to_nanos"]
 
 NANOS_PER_USD = 10**9
-_CONTEXT = decimal.Context(prec=80, rounding=decimal.ROUND_CEILING, traps=[decimal.InvalidOperation])
+_CONTEXT = decimal.Context(
+    prec=80, rounding=decimal.ROUND_CEILING, traps=[decimal.InvalidOperation]
+)
 _NANO = Decimal("0.000000001")
 
 

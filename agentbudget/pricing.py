@@ -244,11 +244,13 @@ class _PriceFile(BaseModel):
         if isinstance(models, Mapping):
             for name, entry in models.items():
                 for key, value in (entry or {}).items() if isinstance(entry, Mapping) else ():
-                    if key in _RATE_FIELDS and isinstance(value, float | int) and not isinstance(
-                        value, bool
+                    if (
+                        key in _RATE_FIELDS
+                        and isinstance(value, float | int)
+                        and not isinstance(value, bool)
                     ):
                         raise ValueError(
-                            f"models.{name}.{key}: prices are JSON strings like \"2.50\", "
+                            f'models.{name}.{key}: prices are JSON strings like "2.50", '
                             f"got the number {value!r}"
                         )
         return models

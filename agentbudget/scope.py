@@ -144,7 +144,7 @@ def budget(
         max_tokens=max_tokens,
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
-        max_cost_usd=max_cost_usd,  # type: ignore[arg-type]
+        max_cost_usd=max_cost_usd,
         max_seconds=max_seconds,
     )
     for name, value in (("user", user), ("team", team)):

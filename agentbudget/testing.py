@@ -81,7 +81,9 @@ def usage(
     )
 
 
-def reply(text: str, *, input_tokens: int = 100, output_tokens: int = 20, **details: int) -> ModelStep:
+def reply(
+    text: str, *, input_tokens: int = 100, output_tokens: int = 20, **details: int
+) -> ModelStep:
     """A step that answers with ``text``."""
     return ModelStep(
         output=[assistant_message(text, item_id=f"msg-{next(_ids)}")],
@@ -100,9 +102,7 @@ def tool_call(
 ) -> ModelStep:
     """A step that asks for ``calls`` calls of the tool ``name``."""
     return ModelStep(
-        output=[
-            function_call(name, arguments, call_id=f"call-{next(_ids)}") for _ in range(calls)
-        ],
+        output=[function_call(name, arguments, call_id=f"call-{next(_ids)}") for _ in range(calls)],
         usage=usage(input_tokens, output_tokens, **details),
     )
 
@@ -120,7 +120,11 @@ def handoff_call(
 
 
 def tool_loop(
-    name: str, *, times: int, arguments: Mapping[str, Any] | str = "{}", input_tokens: int = 100,
+    name: str,
+    *,
+    times: int,
+    arguments: Mapping[str, Any] | str = "{}",
+    input_tokens: int = 100,
     output_tokens: int = 20,
 ) -> list[ModelStep]:
     """``times`` steps that each call the tool again: a runaway loop."""

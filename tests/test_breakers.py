@@ -37,8 +37,13 @@ def _reset() -> None:
 
 
 def looping_agent(times: int = 1_000, **usage: int) -> Agent[Any]:
-    return Agent(name="loop", tools=[step], model=scripted_model(
-        "gpt-4o", tool_loop("step", times=times, arguments={"n": "x"}, **usage)))
+    return Agent(
+        name="loop",
+        tools=[step],
+        model=scripted_model(
+            "gpt-4o", tool_loop("step", times=times, arguments={"n": "x"}, **usage)
+        ),
+    )
 
 
 def faithful_loop(output_tokens: int) -> Any:
@@ -52,8 +57,9 @@ def faithful_loop(output_tokens: int) -> Any:
         schemas = [tool_schema(t) for t in call.tools]
         tokens = estimate_call_input("gpt-4o", call.system_instructions, call.input, schemas)
         bound = call.model_settings.max_tokens or output_tokens
-        return tool_call("step", {"n": "x"}, input_tokens=tokens.tokens,
-                         output_tokens=min(output_tokens, bound))
+        return tool_call(
+            "step", {"n": "x"}, input_tokens=tokens.tokens, output_tokens=min(output_tokens, bound)
+        )
 
     return [ModelStep.respond(respond) for _ in range(1_000)]
 
@@ -105,8 +111,14 @@ async def test_tool_loop_stops_at_max_tool_calls() -> None:
 
 
 async def test_a_batch_that_would_pass_the_limit_runs_none_of_its_calls() -> None:
-    model = scripted_model("gpt-4o", [tool_call("step", {"n": "a"}, calls=2),
-                                      tool_call("step", {"n": "b"}, calls=3), reply("done")])
+    model = scripted_model(
+        "gpt-4o",
+        [
+            tool_call("step", {"n": "a"}, calls=2),
+            tool_call("step", {"n": "b"}, calls=3),
+            reply("done"),
+        ],
+    )
     agent = Agent(name="batch", tools=[step], model=model)
     with pytest.raises(ab.ToolCallLimitExceeded) as info:
         await ab.Guard(limits=ab.Limits(max_tool_calls=4)).run(agent, "go")
@@ -137,9 +149,16 @@ async def test_input_larger_than_max_input_tokens_is_refused_with_zero_calls() -
 def test_input_estimate_counts_instructions_items_and_tool_schemas() -> None:
     bare = estimate_call_input("gpt-4o", None, "hello world")
     with_all = estimate_call_input(
-        "gpt-4o", "You are a careful assistant.", [{"role": "user", "content": "hello world"}],
-        [{"name": "lookup", "description": "Look up an order by id",
-          "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}],
+        "gpt-4o",
+        "You are a careful assistant.",
+        [{"role": "user", "content": "hello world"}],
+        [
+            {
+                "name": "lookup",
+                "description": "Look up an order by id",
+                "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+            }
+        ],
     )
     assert bare.tokens >= 2 + 3 and not bare.approximate
     assert with_all.tokens > bare.tokens + 15
@@ -166,15 +185,20 @@ async def test_output_cut_at_the_bound_trips_without_overshoot() -> None:
 
     model = scripted_model("gpt-4o", [ModelStep.respond(respond)])
     with pytest.raises(ab.TokenLimitExceeded) as info:
-        await ab.Guard(limits=ab.Limits(max_output_tokens=120)).run(Agent(name="a", model=model),
-                                                                     "hi")
+        await ab.Guard(limits=ab.Limits(max_output_tokens=120)).run(
+            Agent(name="a", model=model), "hi"
+        )
     assert info.value.report is not None
     assert info.value.report.output_tokens == 120  # exactly the limit, not beyond
 
 
 async def test_max_tokens_never_overshoots_with_a_provider_that_honours_bounds() -> None:
-    agent = Agent(name="loop", tools=[step], instructions="Work step by step. " * 40,
-                  model=scripted_model("gpt-4o", faithful_loop(output_tokens=60)))
+    agent = Agent(
+        name="loop",
+        tools=[step],
+        instructions="Work step by step. " * 40,
+        model=scripted_model("gpt-4o", faithful_loop(output_tokens=60)),
+    )
     with pytest.raises(ab.TokenLimitExceeded) as info:
         await ab.Guard(limits=ab.Limits(max_tokens=2_000)).run(agent, "go")
     report = info.value.report
@@ -186,8 +210,12 @@ async def test_max_tokens_never_overshoots_with_a_provider_that_honours_bounds()
 
 async def test_cost_limit_refuses_before_spending() -> None:
     # each call reads ~10,000 tokens of instructions at $2.50/1M (about $0.025)
-    agent = Agent(name="loop", tools=[step], instructions="x " * 10_000,
-                  model=scripted_model("gpt-4o", faithful_loop(output_tokens=100)))
+    agent = Agent(
+        name="loop",
+        tools=[step],
+        instructions="x " * 10_000,
+        model=scripted_model("gpt-4o", faithful_loop(output_tokens=100)),
+    )
     with pytest.raises(ab.CostLimitExceeded) as info:
         await ab.Guard(limits=ab.Limits(max_cost_usd="0.10")).run(agent, "go")
     report = info.value.report
@@ -213,7 +241,8 @@ async def test_backstop_after_call_when_the_model_ignores_the_bound() -> None:
 async def test_stream_under_max_output_tokens_stops_within_50_tokens(yield_every: int) -> None:
     model = scripted_model("gpt-4o", [long_stream(10_000, yield_every=yield_every)])
     streamed = ab.Guard(limits=ab.Limits(max_output_tokens=200)).run_streamed(
-        Agent(name="talker", model=model), "tell me everything")
+        Agent(name="talker", model=model), "tell me everything"
+    )
     seen = 0
     with pytest.raises(ab.TokenLimitExceeded) as info:
         async for event in streamed.stream_events():
@@ -229,7 +258,8 @@ async def test_stream_under_max_output_tokens_stops_within_50_tokens(yield_every
 async def test_stream_cut_by_cost_limit() -> None:
     model = scripted_model("gpt-4o", [long_stream(50_000, yield_every=100)])
     streamed = ab.Guard(limits=ab.Limits(max_cost_usd="0.01")).run_streamed(
-        Agent(name="talker", model=model), "hi")
+        Agent(name="talker", model=model), "hi"
+    )
     with pytest.raises(ab.CostLimitExceeded):
         async for _ in streamed.stream_events():
             pass
@@ -241,8 +271,11 @@ async def test_stream_cut_by_cost_limit() -> None:
 
 
 async def test_hanging_tool_is_stopped_at_max_seconds() -> None:
-    agent = Agent(name="w", tools=[sleepy], model=scripted_model("gpt-4o", [
-        tool_call("sleepy"), reply("never")]))
+    agent = Agent(
+        name="w",
+        tools=[sleepy],
+        model=scripted_model("gpt-4o", [tool_call("sleepy"), reply("never")]),
+    )
     started = time.monotonic()
     with pytest.raises(ab.TimeLimitExceeded) as info:
         await ab.Guard(limits=ab.Limits(max_seconds=0.5)).run(agent, "hi")
@@ -253,8 +286,11 @@ async def test_hanging_tool_is_stopped_at_max_seconds() -> None:
 
 
 def test_hanging_tool_is_stopped_in_run_sync(close_sdk_loop: None) -> None:
-    agent = Agent(name="w", tools=[sleepy], model=scripted_model("gpt-4o", [
-        tool_call("sleepy"), reply("never")]))
+    agent = Agent(
+        name="w",
+        tools=[sleepy],
+        model=scripted_model("gpt-4o", [tool_call("sleepy"), reply("never")]),
+    )
     started = time.monotonic()
     with pytest.raises(ab.TimeLimitExceeded):
         ab.Guard(limits=ab.Limits(max_seconds=0.5)).run_sync(agent, "hi")
@@ -262,8 +298,11 @@ def test_hanging_tool_is_stopped_in_run_sync(close_sdk_loop: None) -> None:
 
 
 async def test_hanging_stream_is_stopped_at_max_seconds() -> None:
-    agent = Agent(name="w", tools=[sleepy], model=scripted_model("gpt-4o", [
-        tool_call("sleepy"), reply("never")]))
+    agent = Agent(
+        name="w",
+        tools=[sleepy],
+        model=scripted_model("gpt-4o", [tool_call("sleepy"), reply("never")]),
+    )
     started = time.monotonic()
     streamed = ab.Guard(limits=ab.Limits(max_seconds=0.5)).run_streamed(agent, "hi")
     with pytest.raises(ab.TimeLimitExceeded):
@@ -279,7 +318,8 @@ async def test_retries_do_not_bypass_a_trip() -> None:
 
     agent = looping_agent()
     agent.model_settings = ModelSettings(
-        retry=ModelRetrySettings(max_retries=3, policy=retry_policies.any()))
+        retry=ModelRetrySettings(max_retries=3, policy=retry_policies.any())
+    )
     with pytest.raises(ab.ToolCallLimitExceeded):
         await ab.Guard(limits=ab.Limits(max_tool_calls=1)).run(agent, "go")
     assert len(executions) == 1

@@ -37,7 +37,10 @@ def test_estimate(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_runs_offline_and_explains_itself() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "agentbudget", "demo"], capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "agentbudget", "demo"],
+        capture_output=True,
+        text=True,
+        check=True,
         timeout=120,
     ).stdout
     assert "ToolCallLimitExceeded" in out

@@ -2,17 +2,39 @@ import agentbudget as ab
 
 DOCUMENTED = {
     # pricing
-    "PriceTable", "ModelPrice", "PriceTier", "TokenUsage",
+    "PriceTable",
+    "ModelPrice",
+    "PriceTier",
+    "TokenUsage",
     # limits, facade, scopes
-    "Limits", "Guard", "budget", "BudgetScope", "configure", "instrument", "uninstrument",
+    "Limits",
+    "Guard",
+    "budget",
+    "BudgetScope",
+    "configure",
+    "instrument",
+    "uninstrument",
     # reports
-    "RunReport", "LLMCallCost", "Route", "report_of",
+    "RunReport",
+    "LLMCallCost",
+    "Route",
+    "report_of",
     # sinks
-    "CostSink", "LogSink", "JsonlSink",
+    "CostSink",
+    "LogSink",
+    "JsonlSink",
     # errors
-    "AgentBudgetError", "AgentBudgetExceeded", "ToolCallLimitExceeded", "LLMCallLimitExceeded",
-    "TokenLimitExceeded", "CostLimitExceeded", "TimeLimitExceeded", "BudgetExhausted",
-    "UnknownModelError", "ConfigurationError", "StoreUnavailable",
+    "AgentBudgetError",
+    "AgentBudgetExceeded",
+    "ToolCallLimitExceeded",
+    "LLMCallLimitExceeded",
+    "TokenLimitExceeded",
+    "CostLimitExceeded",
+    "TimeLimitExceeded",
+    "BudgetExhausted",
+    "UnknownModelError",
+    "ConfigurationError",
+    "StoreUnavailable",
     "__version__",
 }
 
@@ -27,8 +49,14 @@ def test_all_is_exactly_the_documented_public_names() -> None:
 def test_exceeded_errors_are_agents_exceptions() -> None:
     from agents.exceptions import AgentsException
 
-    for cls in (ab.ToolCallLimitExceeded, ab.LLMCallLimitExceeded, ab.TokenLimitExceeded,
-                ab.CostLimitExceeded, ab.TimeLimitExceeded, ab.BudgetExhausted):
+    for cls in (
+        ab.ToolCallLimitExceeded,
+        ab.LLMCallLimitExceeded,
+        ab.TokenLimitExceeded,
+        ab.CostLimitExceeded,
+        ab.TimeLimitExceeded,
+        ab.BudgetExhausted,
+    ):
         assert issubclass(cls, ab.AgentBudgetExceeded)
         assert issubclass(cls, AgentsException)
         assert issubclass(cls, ab.AgentBudgetError)

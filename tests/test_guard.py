@@ -27,8 +27,10 @@ def lookup(q: str) -> str:
 def handoff_agents() -> tuple[Agent[Any], Agent[Any]]:
     mini = Agent(
         name="mini",
-        model=scripted_model("gpt-4o-mini", [reply("done", input_tokens=3_000, output_tokens=70,
-                                                   cached_input_tokens=1_000)]),
+        model=scripted_model(
+            "gpt-4o-mini",
+            [reply("done", input_tokens=3_000, output_tokens=70, cached_input_tokens=1_000)],
+        ),
     )
     main = Agent(
         name="main",
@@ -50,17 +52,23 @@ async def test_handoff_run_is_priced_per_model_to_the_nano_dollar() -> None:
     result = await ab.Guard().run(main, "hi", user="u-1")
     report = ab.report_of(result)
     assert [(c.agent, c.model) for c in report.calls] == [
-        ("main", "gpt-4o"), ("main", "gpt-4o"), ("mini", "gpt-4o-mini"),
+        ("main", "gpt-4o"),
+        ("main", "gpt-4o"),
+        ("mini", "gpt-4o-mini"),
     ]
     # gpt-4o: 1000*2.50 + 20*10 = 2,700 ; 1234*2.50 + 17*10 = 3,255 (USD per 1M tokens)
     # gpt-4o-mini: 2000*0.15 + 1000*0.075 + 70*0.60 = 417
     assert [c.cost_usd for c in report.calls] == [
-        Decimal("0.002700000"), Decimal("0.003255000"), Decimal("0.000417000"),
+        Decimal("0.002700000"),
+        Decimal("0.003255000"),
+        Decimal("0.000417000"),
     ]
     assert report.cost_usd == Decimal("0.006372000")
     assert report.cost_usd == sum(c.cost_usd for c in report.calls if c.cost_usd)
-    assert report.cost_by_model() == {"gpt-4o": Decimal("0.005955000"),
-                                      "gpt-4o-mini": Decimal("0.000417000")}
+    assert report.cost_by_model() == {
+        "gpt-4o": Decimal("0.005955000"),
+        "gpt-4o-mini": Decimal("0.000417000"),
+    }
     assert (report.input_tokens, report.output_tokens) == (5_234, 107)
     assert report.tool_calls == 1 and report.tool_names == ("lookup",)
     assert report.user == "u-1" and report.agent == "main" and report.outcome == "completed"
@@ -94,23 +102,26 @@ def test_instrument_is_idempotent_and_reversible() -> None:
     from agents.run import AgentRunner
     from agents.run_internal import run_loop
 
-    before = (AgentRunner.__dict__["run"], AgentRunner.__dict__["run_streamed"],
-              run_loop.get_model)
+    before = (AgentRunner.__dict__["run"], AgentRunner.__dict__["run_streamed"], run_loop.get_model)
     ab.instrument()
     ab.instrument()
     assert AgentRunner.__dict__["run"] is not before[0]
     ab.uninstrument()
     ab.uninstrument()
-    assert (AgentRunner.__dict__["run"], AgentRunner.__dict__["run_streamed"],
-            run_loop.get_model) == before
+    assert (
+        AgentRunner.__dict__["run"],
+        AgentRunner.__dict__["run_streamed"],
+        run_loop.get_model,
+    ) == before
 
 
 class RecordingHooks(RunHooks[Any]):
     def __init__(self) -> None:
         self.events: list[str] = []
 
-    async def on_llm_start(self, context: RunContextWrapper[Any], agent: Agent[Any], *a: Any
-                           ) -> None:
+    async def on_llm_start(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], *a: Any
+    ) -> None:
         self.events.append(f"llm_start:{agent.name}")
 
     async def on_llm_end(self, context: RunContextWrapper[Any], agent: Agent[Any], r: Any) -> None:
@@ -150,8 +161,11 @@ def test_run_sync(close_sdk_loop: None) -> None:
 async def test_run_streamed_report() -> None:
     agent = Agent(name="s", model=scripted_model("gpt-4o", [long_stream(300, input_tokens=40)]))
     streamed = ab.Guard().run_streamed(agent, "hi")
-    deltas = [e async for e in streamed.stream_events() if e.type == "raw_response_event"
-              and e.data.type == "response.output_text.delta"]
+    deltas = [
+        e
+        async for e in streamed.stream_events()
+        if e.type == "raw_response_event" and e.data.type == "response.output_text.delta"
+    ]
     assert len(deltas) == 300
     report = ab.report_of(streamed)
     assert report.outcome == "completed" and report.calls[0].streamed
@@ -160,16 +174,17 @@ async def test_run_streamed_report() -> None:
 
 
 async def test_model_instance_priced_by_its_model_attribute_and_run_config_model() -> None:
-    agent = Agent(name="a", model=scripted_model("claude-haiku-4-5", [reply("x", input_tokens=10,
-                                                                             output_tokens=10)]))
+    agent = Agent(
+        name="a",
+        model=scripted_model("claude-haiku-4-5", [reply("x", input_tokens=10, output_tokens=10)]),
+    )
     report = ab.report_of(await ab.Guard().run(agent, "hi"))
     assert report.calls[0].model == "claude-haiku-4-5"
     assert report.calls[0].cost_usd == Decimal("0.000060000")
     # RunConfig(model=...) overrides every agent's model, and is priced as such
     override = scripted_model("gpt-4o-mini", [reply("y", input_tokens=1_000, output_tokens=0)])
     agent2 = Agent(name="b", model=scripted_model("gpt-4o", []))
-    report2 = ab.report_of(await ab.Guard().run(agent2, "hi", run_config=RunConfig(
-        model=override)))
+    report2 = ab.report_of(await ab.Guard().run(agent2, "hi", run_config=RunConfig(model=override)))
     assert report2.calls[0].model == "gpt-4o-mini"
     assert report2.calls[0].cost_usd == Decimal("0.000150000")
 
@@ -177,8 +192,10 @@ async def test_model_instance_priced_by_its_model_attribute_and_run_config_model
 async def test_unpriced_model_without_dollar_limit_runs_and_is_marked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    agent = Agent(name="a", model=scripted_model("my-local-llm", [reply("x", input_tokens=5,
-                                                                         output_tokens=5)]))
+    agent = Agent(
+        name="a",
+        model=scripted_model("my-local-llm", [reply("x", input_tokens=5, output_tokens=5)]),
+    )
     with caplog.at_level(logging.WARNING, logger="agentbudget"):
         result = await ab.Guard(limits=ab.Limits(max_tool_calls=3)).run(agent, "hi")
     report = ab.report_of(result)
@@ -198,8 +215,9 @@ async def test_unpriced_model_under_dollar_limit_fails_before_any_call() -> None
 async def test_handoff_to_unpriced_model_under_dollar_limit_fails_before_its_call() -> None:
     target_model = scripted_model("my-local-llm", [reply("x")])
     target = Agent(name="t", model=target_model)
-    start = Agent(name="s", handoffs=[target], model=scripted_model("gpt-4o", [
-        handoff_call(target)]))
+    start = Agent(
+        name="s", handoffs=[target], model=scripted_model("gpt-4o", [handoff_call(target)])
+    )
     with pytest.raises(ab.UnknownModelError):
         await ab.Guard(limits=ab.Limits(max_cost_usd="1")).run(start, "hi")
     assert target_model.calls == ()
@@ -216,9 +234,17 @@ async def test_report_round_trips_through_json(tmp_path: Path) -> None:
 
 async def test_sinks_get_tripped_runs_with_spend_before_the_trip(tmp_path: Path) -> None:
     sink = ab.JsonlSink(tmp_path / "spend.jsonl")
-    agent = Agent(name="loop", tools=[lookup], model=scripted_model("gpt-4o", [
-        tool_call("lookup", {"q": str(i)}, input_tokens=1_000, output_tokens=10)
-        for i in range(10)]))
+    agent = Agent(
+        name="loop",
+        tools=[lookup],
+        model=scripted_model(
+            "gpt-4o",
+            [
+                tool_call("lookup", {"q": str(i)}, input_tokens=1_000, output_tokens=10)
+                for i in range(10)
+            ],
+        ),
+    )
     with pytest.raises(ab.ToolCallLimitExceeded) as info:
         await ab.Guard(limits=ab.Limits(max_tool_calls=2), sinks=[sink]).run(agent, "hi")
     (written,) = sink.read()

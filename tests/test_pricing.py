@@ -159,8 +159,12 @@ def test_floats_never_enter_money() -> None:
 
 
 def test_with_prices_layers_and_leaves_the_original() -> None:
-    mine = TABLE.with_prices({"my-ft": ab.ModelPrice(input="3", output="12"),
-                              "gpt-4o": ab.ModelPrice(input="1", output="1")})
+    mine = TABLE.with_prices(
+        {
+            "my-ft": ab.ModelPrice(input="3", output="12"),
+            "gpt-4o": ab.ModelPrice(input="1", output="1"),
+        }
+    )
     assert mine.get("my-ft").input == Decimal("3")
     assert mine.get("openai/gpt-4o").input == Decimal("1")
     assert "my-ft" not in TABLE
@@ -183,10 +187,20 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 def _valid() -> dict[str, object]:
     return {
-        "schema": 1, "version": "t", "effective_date": "2026-01-01", "currency": "USD",
-        "unit": "per_1m_tokens", "strip_prefixes": ["acme/"],
-        "models": {"m1": {"input": "1", "output": "2", "aliases": ["m1-2026"],
-                          "source": "https://example.test"}},
+        "schema": 1,
+        "version": "t",
+        "effective_date": "2026-01-01",
+        "currency": "USD",
+        "unit": "per_1m_tokens",
+        "strip_prefixes": ["acme/"],
+        "models": {
+            "m1": {
+                "input": "1",
+                "output": "2",
+                "aliases": ["m1-2026"],
+                "source": "https://example.test",
+            }
+        },
     }
 
 
@@ -204,10 +218,14 @@ def test_from_file_roundtrip(tmp_path: Path) -> None:
         (lambda d: d["models"]["m1"].update(outptu="1"), "models.m1.outptu"),
         (lambda d: d["models"]["m1"].pop("output"), "models.m1.output"),
         (lambda d: d.update(currency="EUR"), "currency"),
-        (lambda d: d["models"]["m1"].update(
-            tiers=[{"above_input_tokens": 10, "input": "2"}]), "models.m1"),
-        (lambda d: d["models"].update(m2={"input": "1", "output": "1", "aliases": ["m1-2026"]}),
-         "m1-2026"),
+        (
+            lambda d: d["models"]["m1"].update(tiers=[{"above_input_tokens": 10, "input": "2"}]),
+            "models.m1",
+        ),
+        (
+            lambda d: d["models"].update(m2={"input": "1", "output": "1", "aliases": ["m1-2026"]}),
+            "m1-2026",
+        ),
     ],
 )
 def test_malformed_price_files_name_entry_and_field(tmp_path: Path, mutate, message) -> None:  # type: ignore[no-untyped-def]
@@ -234,8 +252,10 @@ def test_run_cost_is_the_sum_of_request_costs(requests: list[tuple[int, int]]) -
     total.requests = 0
     for inp, out in requests:
         total.add(usage(inp, out))
-    expected = sum(TABLE.cost("gpt-4o-mini", ab.TokenUsage(input_tokens=i, output_tokens=o))
-                   for i, o in requests)
+    expected = sum(
+        TABLE.cost("gpt-4o-mini", ab.TokenUsage(input_tokens=i, output_tokens=o))
+        for i, o in requests
+    )
     assert TABLE.cost("gpt-4o-mini", total) == expected
 
 
@@ -254,8 +274,9 @@ def test_cost_is_invariant_to_how_tokens_are_split(
     # Within one tier the run's cost depends only on its token totals, however the tokens
     # were spread over requests (these rates are whole nano-dollars per token).
     def one(uncached: int, cached: int, out: int) -> ab.TokenUsage:
-        return ab.TokenUsage(input_tokens=uncached + cached, cached_input_tokens=cached,
-                             output_tokens=out)
+        return ab.TokenUsage(
+            input_tokens=uncached + cached, cached_input_tokens=cached, output_tokens=out
+        )
 
     whole = one(*(sum(p[k] for p in parts) for k in range(3)))
     split = sum(TABLE.cost(model, one(*p)) for p in parts)

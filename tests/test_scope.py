@@ -29,13 +29,18 @@ def _reset() -> None:
 
 
 def answering(cost_in: int = 1_000, out: int = 100, model: str = "gpt-4o") -> Agent[Any]:
-    return Agent(name="qa", model=scripted_model(model, [reply("answer", input_tokens=cost_in,
-                                                                 output_tokens=out)]))
+    return Agent(
+        name="qa",
+        model=scripted_model(model, [reply("answer", input_tokens=cost_in, output_tokens=out)]),
+    )
 
 
 def tool_then_answer(name: str = "worker") -> Agent[Any]:
-    return Agent(name=name, tools=[lookup], model=scripted_model(
-        "gpt-4o", [tool_call("lookup", {"q": name}), reply("done")]))
+    return Agent(
+        name=name,
+        tools=[lookup],
+        model=scripted_model("gpt-4o", [tool_call("lookup", {"q": name}), reply("done")]),
+    )
 
 
 async def test_async_with_scope_counts_every_plain_run() -> None:
@@ -105,8 +110,13 @@ async def test_scope_cost_limit_with_guard_run_inside() -> None:
     with pytest.raises(ab.CostLimitExceeded):
         async with ab.budget(max_cost_usd="0.0045") as scope:
             for _ in range(5):
-                agent = Agent(name="qa", instructions="z " * 1_000, model=scripted_model(
-                    "gpt-4o", [reply("a", input_tokens=1_003, output_tokens=100)]))
+                agent = Agent(
+                    name="qa",
+                    instructions="z " * 1_000,
+                    model=scripted_model(
+                        "gpt-4o", [reply("a", input_tokens=1_003, output_tokens=100)]
+                    ),
+                )
                 await ab.Guard().run(agent, "q")
     assert scope.cost_usd <= Decimal("0.0045")
     assert scope.llm_calls == 1
@@ -115,8 +125,11 @@ async def test_scope_cost_limit_with_guard_run_inside() -> None:
 async def test_concurrent_scopes_never_cross_talk() -> None:
     async def one(i: int) -> tuple[int, int, int]:
         limit = i % 7 + 1
-        agent = Agent(name=f"a{i}", tools=[lookup], model=scripted_model(
-            "gpt-4o", tool_loop("lookup", times=50, arguments={"q": str(i)})))
+        agent = Agent(
+            name=f"a{i}",
+            tools=[lookup],
+            model=scripted_model("gpt-4o", tool_loop("lookup", times=50, arguments={"q": str(i)})),
+        )
         async with ab.budget(max_tool_calls=limit) as scope:
             await asyncio.sleep(random.random() / 100)
             with pytest.raises(ab.ToolCallLimitExceeded):
@@ -131,10 +144,14 @@ async def test_concurrent_scopes_never_cross_talk() -> None:
 
 
 async def test_as_tool_sub_agent_loop_is_stopped_and_stops_the_whole_run() -> None:
-    sub = Agent(name="researcher", tools=[lookup], model=scripted_model(
-        "gpt-4o-mini", tool_loop("lookup", times=500, arguments={"q": "sub"})))
-    top_model = scripted_model("gpt-4o", [tool_call("research", {"input": "go"}),
-                                          reply("never reached")])
+    sub = Agent(
+        name="researcher",
+        tools=[lookup],
+        model=scripted_model("gpt-4o-mini", tool_loop("lookup", times=500, arguments={"q": "sub"})),
+    )
+    top_model = scripted_model(
+        "gpt-4o", [tool_call("research", {"input": "go"}), reply("never reached")]
+    )
     top = Agent(name="boss", tools=[sub.as_tool("research", "Research a topic")], model=top_model)
     with pytest.raises(ab.ToolCallLimitExceeded) as info:
         async with ab.budget(max_tool_calls=10) as scope:
@@ -149,11 +166,23 @@ async def test_as_tool_sub_agent_loop_is_stopped_and_stops_the_whole_run() -> No
 
 
 async def test_as_tool_runs_are_priced_into_the_guarded_run() -> None:
-    sub = Agent(name="sub", model=scripted_model("gpt-4o-mini", [
-        reply("sub answer", input_tokens=1_000, output_tokens=100)]))
-    top = Agent(name="top", tools=[sub.as_tool("ask", "Ask")], model=scripted_model(
-        "gpt-4o", [tool_call("ask", {"input": "x"}, input_tokens=100, output_tokens=10),
-                   reply("ok", input_tokens=200, output_tokens=10)]))
+    sub = Agent(
+        name="sub",
+        model=scripted_model(
+            "gpt-4o-mini", [reply("sub answer", input_tokens=1_000, output_tokens=100)]
+        ),
+    )
+    top = Agent(
+        name="top",
+        tools=[sub.as_tool("ask", "Ask")],
+        model=scripted_model(
+            "gpt-4o",
+            [
+                tool_call("ask", {"input": "x"}, input_tokens=100, output_tokens=10),
+                reply("ok", input_tokens=200, output_tokens=10),
+            ],
+        ),
+    )
     report = ab.report_of(await ab.Guard().run(top, "go"))
     assert [c.model for c in report.calls] == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
     # 100*2.5+10*10 + 1000*0.15+100*0.6 + 200*2.5+10*10 = 350 + 210 + 600

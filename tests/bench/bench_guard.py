@@ -23,8 +23,9 @@ from agents import Agent, Runner, function_tool, set_tracing_disabled
 import agentbudget as ab
 from agentbudget.testing import long_stream, reply, scripted_model, tool_call
 
-LIMITS = ab.Limits(max_tool_calls=100, max_llm_calls=100, max_tokens=10_000_000,
-                   max_cost_usd="100", max_seconds=60)
+LIMITS = ab.Limits(
+    max_tool_calls=100, max_llm_calls=100, max_tokens=10_000_000, max_cost_usd="100", max_seconds=60
+)
 
 
 @function_tool
@@ -34,8 +35,12 @@ def lookup(q: str) -> str:
 
 
 def tool_agent() -> Agent[Any]:
-    return Agent(name="bench", instructions="Answer briefly.", tools=[lookup],
-                 model=scripted_model("gpt-4o", [tool_call("lookup", {"q": "x"}), reply("done")]))
+    return Agent(
+        name="bench",
+        instructions="Answer briefly.",
+        tools=[lookup],
+        model=scripted_model("gpt-4o", [tool_call("lookup", {"q": "x"}), reply("done")]),
+    )
 
 
 def stream_agent() -> Agent[Any]:
@@ -54,8 +59,11 @@ async def time_once(fn: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def measure(
-    name: str, bare: Callable[[], Awaitable[Any]], guarded: Callable[[], Awaitable[Any]],
-    rounds: int, inner: int,
+    name: str,
+    bare: Callable[[], Awaitable[Any]],
+    guarded: Callable[[], Awaitable[Any]],
+    rounds: int,
+    inner: int,
 ) -> dict[str, float]:
     for _ in range(5):  # warm up both paths (imports, encoders, caches)
         await bare()
@@ -89,13 +97,15 @@ async def main(rounds: int = 30) -> list[dict[str, float]]:
             "tool call + answer",
             lambda: Runner.run(tool_agent(), "question"),
             lambda: guard.run(tool_agent(), "question"),
-            rounds, inner=20,
+            rounds,
+            inner=20,
         ),
         await measure(
             "stream of 2,000 deltas",
             lambda: drain(Runner.run_streamed(stream_agent(), "question")),
             lambda: drain(guard.run_streamed(stream_agent(), "question")),
-            rounds, inner=3,
+            rounds,
+            inner=3,
         ),
     ]
     return results
@@ -104,8 +114,9 @@ async def main(rounds: int = 30) -> list[dict[str, float]]:
 def report(results: list[dict[str, float]]) -> str:
     lines = [f"{'scenario':<24} {'bare ms':>9} {'guard ms':>9} {'ratio':>7}  (limit 1.10)"]
     for r in results:
-        lines.append(f"{r['scenario']:<24} {r['bare_ms']:>9.3f} {r['guard_ms']:>9.3f} "
-                     f"{r['ratio']:>7.3f}")
+        lines.append(
+            f"{r['scenario']:<24} {r['bare_ms']:>9.3f} {r['guard_ms']:>9.3f} {r['ratio']:>7.3f}"
+        )
     return "\n".join(lines)
 
 
