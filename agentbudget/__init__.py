@@ -4,6 +4,7 @@ Circuit breakers that stop a run before it spends, an exact price table, and a c
 report for every run.
 """
 
+from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
 from .errors import (
     AgentBudgetError,
     AgentBudgetExceeded,
@@ -30,11 +31,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentBudgetError",
     "AgentBudgetExceeded",
+    "Allowance",
+    "BudgetAlert",
     "BudgetExhausted",
     "BudgetScope",
+    "Budgets",
+    "CapOutput",
     "ConfigurationError",
     "CostLimitExceeded",
     "CostSink",
+    "Downgrade",
     "Guard",
     "JsonlSink",
     "LLMCallCost",
@@ -44,6 +50,7 @@ __all__ = [
     "ModelPrice",
     "PriceTable",
     "PriceTier",
+    "Refuse",
     "Route",
     "RunReport",
     "StoreUnavailable",

@@ -10,6 +10,7 @@ from typing import Any
 from agents import Agent, Runner
 from agents.result import RunResult, RunResultStreaming
 
+from .budgets import Budgets
 from .errors import ConfigurationError
 from .instrument import GUARD_REQUEST, GuardRequest, instrument
 from .limits import Limits
@@ -37,6 +38,7 @@ class Guard:
         limits: per-run circuit breakers (also applied to each run inside ``budget()``
             scopes when this is the default guard).
         prices: the price table; ``PriceTable.default()`` when omitted.
+        budgets: per-user, per-team and global allowances (``Budgets``).
         sinks: where each run's report goes (``LogSink``, ``JsonlSink``, any ``CostSink``).
     """
 
@@ -45,8 +47,12 @@ class Guard:
         *,
         limits: Limits | None = None,
         prices: PriceTable | None = None,
+        budgets: Budgets | None = None,
         sinks: Iterable[CostSink] = (),
     ) -> None:
+        if budgets is not None and not isinstance(budgets, Budgets):
+            raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
+        self.budgets = budgets
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be an agentbudget.Limits, got {limits!r}")
         if prices is not None and not isinstance(prices, PriceTable):
@@ -60,7 +66,9 @@ class Guard:
 
     def needs_prices(self) -> bool:
         """True when every model must be priced (a dollar limit or allowance applies)."""
-        return self.limits.max_cost_nanos is not None
+        return self.limits.max_cost_nanos is not None or (
+            self.budgets is not None and self.budgets.needs_prices
+        )
 
     def emit(self, report: RunReport) -> None:
         """Send a report to every sink; a failing sink is logged, the others still run."""
@@ -144,11 +152,12 @@ def configure(
     *,
     limits: Limits | None = None,
     prices: PriceTable | None = None,
+    budgets: Budgets | None = None,
     sinks: Iterable[CostSink] = (),
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
-    guard = Guard(limits=limits, prices=prices, sinks=sinks)
+    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks)
     with _default_lock:
         _default = guard
     return guard

@@ -125,7 +125,11 @@ def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
     proxy = meter.proxies.get(key)
     if proxy is None or proxy.inner is not model:
         proxy = MeteredModel(
-            model, name=model_name(agent, run_config, model), agent=agent, meter=meter
+            model,
+            name=model_name(agent, run_config, model),
+            agent=agent,
+            meter=meter,
+            provider=run_config.model_provider,
         )
         meter.proxies[key] = proxy
     return proxy
@@ -168,7 +172,7 @@ def _begin(starting_agent: Agent[Any], kwargs: dict[str, Any]) -> RunMeter | Non
         user=user,
         team=team,
     )
-    if any(a.limits.max_cost_nanos is not None for a in meter.accounts) or guard.needs_prices():
+    if meter.needs_prices():
         # Fail closed before the first call when dollars are limited and the price is unknown.
         guard.prices.resolve(model_name(starting_agent, kwargs.get("run_config")))
     return meter

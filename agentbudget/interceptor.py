@@ -20,13 +20,13 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from agents import Agent, FunctionTool, Handoff, Model, ModelSettings, Tool
+from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSettings, Tool
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
-from .errors import AgentBudgetError, AgentBudgetExceeded, UnknownModelError
+from .errors import AgentBudgetError, AgentBudgetExceeded, ConfigurationError, UnknownModelError
 from .meter import MIN_OUTPUT_TOKENS, Account, Hold, RunMeter, hold, release
 from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
@@ -106,28 +106,62 @@ def pending_tool_calls(response: ModelResponse, handoff_names: set[str]) -> int:
 
 
 @dataclasses.dataclass
+class CallRequest:
+    """What the SDK asked one LLM call to send."""
+
+    instructions: str | None
+    input: str | list[TResponseInputItem]
+    settings: ModelSettings
+    tools: Sequence[Tool]
+    handoffs: Sequence[Handoff[Any, Any]]
+
+
+@dataclasses.dataclass
 class CallPlan:
     """What agentbudget decided before one LLM call."""
 
+    inner: Model
+    """The model that will serve the call (a ``Downgrade`` may have swapped it)."""
     model_name: str
     price_key: str | None
     price: ModelPrice | None
     input_estimate: int
+    input_nanos: Decimal
+    nanos_per_output: Decimal | None
     output_bound: int
     binding: tuple[str, Account] | None
     """The limit (and its account) that bounded the output, when agentbudget lowered it."""
     hold: Hold
     settings: ModelSettings
+    degraded: str | None = None
+    """``"downgrade"`` / ``"cap_output"`` when a budget's degrade chain changed the call."""
+    reservation: Any = None
+    """The budget-store reservation held for this call, if budgets apply."""
+
+    @property
+    def worst_nanos(self) -> int:
+        return ceil_nanos(
+            self.input_nanos + (self.nanos_per_output or Decimal(0)) * self.output_bound
+        )
 
 
 class MeteredModel(Model):
     """Wraps the model that serves one agent's calls inside a governed run."""
 
-    def __init__(self, inner: Model, *, name: str, agent: Agent[Any], meter: RunMeter) -> None:
+    def __init__(
+        self,
+        inner: Model,
+        *,
+        name: str,
+        agent: Agent[Any],
+        meter: RunMeter,
+        provider: ModelProvider | None = None,
+    ) -> None:
         self.inner = inner
         self.name = name
         self.agent = agent
         self.meter = meter
+        self.provider = provider
         self._tools_seen: dict[tuple[int, ...], tuple[tuple[Any, ...], int]] = {}
 
     def __getattr__(self, item: str) -> Any:
@@ -148,58 +182,76 @@ class MeteredModel(Model):
 
     # -- planning ----------------------------------------------------------------------
 
-    def _tool_tokens(self, tools: Sequence[Tool], handoffs: Sequence[Handoff[Any, Any]]) -> int:
+    def _tool_tokens(
+        self, model: str, tools: Sequence[Tool], handoffs: Sequence[Handoff[Any, Any]]
+    ) -> int:
         """Tokens of the tool definitions, counted once per distinct set of tools."""
         key = tuple(id(t) for t in (*tools, *handoffs))
         cached = self._tools_seen.get(key)
         if cached is None:
             schemas = [tool_schema(t) for t in tools] + [tool_schema(h) for h in handoffs]
             # the tools are kept referenced so their ids cannot be reused while cached
-            cached = ((*tools, *handoffs), count_tools(self.name, schemas))
+            cached = ((*tools, *handoffs), count_tools(model, schemas))
             self._tools_seen[key] = cached
         return cached[1]
 
-    def _price(self) -> tuple[str | None, ModelPrice | None]:
+    def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
         prices = self.meter.guard.prices
         try:
-            key = prices.resolve(self.name)
+            key = prices.resolve(name)
         except UnknownModelError:
-            if any(a.limits.max_cost_nanos is not None for a in self.meter.accounts) or (
-                self.meter.guard.needs_prices()
-            ):
+            if self.meter.needs_prices():
                 raise
-            if self.name not in _warned_unpriced:
-                _warned_unpriced.add(self.name)
+            if name not in _warned_unpriced:
+                _warned_unpriced.add(name)
                 logger.warning(
                     "agentbudget: no price for model %r; its calls are recorded as unpriced "
                     "(cost_usd=None). Add one with PriceTable.with_prices().",
-                    self.name,
+                    name,
                 )
             return None, None
-        return key, prices.get(self.name)
+        return key, prices.get(name)
 
-    def _plan(
+    def resolve(self, model: str | Model) -> tuple[Model, str]:
+        """The ``Model`` and price name for a ``Downgrade`` target."""
+        if isinstance(model, Model):
+            name = getattr(model, "model", None)
+            return model, name if isinstance(name, str) else type(model).__name__
+        if self.provider is None:
+            raise ConfigurationError(f"cannot resolve model {model!r}: no model provider")
+        return self.provider.get_model(model), model
+
+    def plan(
         self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: Sequence[Tool],
-        handoffs: Sequence[Handoff[Any, Any]],
+        request: CallRequest,
+        *,
+        inner: Model | None = None,
+        name: str | None = None,
+        output_cap: int | None = None,
+        degraded: str | None = None,
     ) -> CallPlan:
+        """Check every account and hold the call's worst case on them.
+
+        Raises:
+            AgentBudgetExceeded: the call cannot fit (the run is marked tripped).
+        """
         meter = self.meter
         if meter.tripped is not None:
             raise meter.tripped
+        inner = inner if inner is not None else self.inner
+        name = name if name is not None else self.name
         try:
             for account in meter.accounts:
                 account.check_time()
-            price_key, price = self._price()
+            price_key, price = self._price(name)
             estimate = estimate_call_input(
-                self.name,
-                system_instructions,
-                input,
-                tool_tokens=self._tool_tokens(tools, handoffs),
+                name,
+                request.instructions,
+                request.input,
+                tool_tokens=self._tool_tokens(name, request.tools, request.handoffs),
             )
-            bound = model_settings.max_tokens
+            settings = request.settings
+            bound = settings.max_tokens
             if bound is None:
                 bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
             input_nanos = Decimal(0)
@@ -220,32 +272,54 @@ class MeteredModel(Model):
         if room is not None and room[0] < bound:
             bound = max(room[0], MIN_OUTPUT_TOKENS)
             binding = (room[1], room[2])
-            model_settings = dataclasses.replace(model_settings, max_tokens=bound)
+        if output_cap is not None and output_cap < bound:
+            bound = output_cap
+        if bound != settings.max_tokens:
+            if settings.max_tokens is not None or binding is not None or output_cap is not None:
+                settings = dataclasses.replace(settings, max_tokens=bound)
         worst = ceil_nanos(input_nanos + (per_output or Decimal(0)) * bound)
         held = hold(meter.accounts, estimate.tokens, bound, worst)
         return CallPlan(
-            model_name=self.name,
+            inner=inner,
+            model_name=name,
             price_key=price_key,
             price=price,
             input_estimate=estimate.tokens,
+            input_nanos=input_nanos,
+            nanos_per_output=per_output,
             output_bound=bound,
             binding=binding,
             hold=held,
-            settings=model_settings,
+            settings=settings,
+            degraded=degraded,
         )
+
+    def release(self, plan: CallPlan) -> None:
+        """Drop a plan's holds (it will not be sent)."""
+        release(plan.hold)
+
+    async def _prepare(self, request: CallRequest) -> CallPlan:
+        plan = self.plan(request)
+        budgets = self.meter.guard.budgets
+        if budgets is None:
+            return plan
+        try:
+            return await budgets.admit(self, request, plan)
+        except AgentBudgetExceeded as exc:
+            raise self.meter.trip(exc) from None
 
     # -- settling ----------------------------------------------------------------------
 
-    def _settle(
+    async def _settle(
         self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, streamed: bool
     ) -> None:
         release(plan.hold)
         nanos: int | None = None
         if plan.price is not None:
-            nanos = plan.price.cost_nanos(usage, model=self.name)
+            nanos = plan.price.cost_nanos(usage, model=plan.model_name)
         call = LLMCallCost.model_construct(
             agent=self.agent.name,
-            model=self.name,
+            model=plan.model_name,
             price_key=plan.price_key,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
@@ -255,14 +329,21 @@ class MeteredModel(Model):
             cost_usd=None if nanos is None else nanos_to_usd(nanos),
             estimated=estimated,
             streamed=streamed,
+            degraded=plan.degraded,
         )
         self.meter.record_call(call, nanos)
+        if plan.reservation is not None:
+            budgets = self.meter.guard.budgets
+            assert budgets is not None
+            # settled in its own task: a cancellation of the run cannot cut it short
+            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, nanos))
+            await asyncio.shield(task)
 
-    def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
+    async def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
         """A call that failed or was cut short: charge at least the estimated input."""
         if plan.hold.released:
             return
-        self._settle(
+        await self._settle(
             plan,
             TokenUsage(input_tokens=plan.input_estimate, output_tokens=output_tokens),
             estimated=True,
@@ -306,9 +387,10 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        plan = self._plan(system_instructions, input, model_settings, tools, handoffs)
+        request = CallRequest(system_instructions, input, model_settings, tools, handoffs)
+        plan = await self._prepare(request)
         try:
-            response = await self.inner.get_response(
+            response = await plan.inner.get_response(
                 system_instructions,
                 input,
                 plan.settings,
@@ -321,9 +403,9 @@ class MeteredModel(Model):
                 prompt=prompt,
             )
         except BaseException:
-            self._settle_failed(plan, 0, streamed=False)
+            await self._settle_failed(plan, 0, streamed=False)
             raise
-        self._settle(plan, _usage_of(response), estimated=False, streamed=False)
+        await self._settle(plan, _usage_of(response), estimated=False, streamed=False)
         self._after_response(plan, response, handoffs)
         return response
 
@@ -341,11 +423,12 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        plan = self._plan(system_instructions, input, model_settings, tools, handoffs)
+        request = CallRequest(system_instructions, input, model_settings, tools, handoffs)
+        plan = await self._prepare(request)
         meter = self.meter
-        encoding = get_encoding(encoding_for_model(self.name)[0])
+        encoding = get_encoding(encoding_for_model(plan.model_name)[0])
         counted = 0
-        stream = self.inner.stream_response(
+        stream = plan.inner.stream_response(
             system_instructions,
             input,
             plan.settings,
@@ -373,7 +456,7 @@ class MeteredModel(Model):
                     usage = _response_usage(response.usage)
                     if usage is None:
                         usage = TokenUsage(input_tokens=plan.input_estimate, output_tokens=counted)
-                    self._settle(plan, usage, estimated=response.usage is None, streamed=True)
+                    await self._settle(plan, usage, estimated=response.usage is None, streamed=True)
                     model_response = ModelResponse(
                         output=response.output,
                         usage=_agents_usage(usage),
@@ -382,7 +465,7 @@ class MeteredModel(Model):
                     self._after_response(plan, model_response, handoffs)
                 yield event
         except BaseException:
-            self._settle_failed(plan, counted, streamed=True)
+            await self._settle_failed(plan, counted, streamed=True)
             raise
         finally:
             aclose = getattr(stream, "aclose", None)

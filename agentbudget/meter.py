@@ -285,6 +285,12 @@ class RunMeter:
     route: Route | None = None
     proxies: dict[tuple[int, str], Any] = field(default_factory=dict)
 
+    def needs_prices(self) -> bool:
+        """True when every call must be priced: a dollar limit or allowance applies."""
+        return self.guard.needs_prices() or any(
+            a.limits.max_cost_nanos is not None for a in self.accounts
+        )
+
     def chain(self) -> list[RunMeter]:
         meters: list[RunMeter] = []
         meter: RunMeter | None = self

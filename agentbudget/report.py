@@ -34,6 +34,8 @@ class LLMCallCost(BaseModel):
     """True when the provider reported no usage (error, cancellation, a stream cut short):
     input is the pre-flight estimate and output the tokens counted from the stream."""
     streamed: bool = False
+    degraded: str | None = None
+    """``"downgrade"`` or ``"cap_output"`` when a budget's degrade chain changed the call."""
 
     @property
     def total_tokens(self) -> int:

@@ -19,6 +19,13 @@ DOCUMENTED = {
     "LLMCallCost",
     "Route",
     "report_of",
+    # budgets
+    "Budgets",
+    "Allowance",
+    "Downgrade",
+    "CapOutput",
+    "Refuse",
+    "BudgetAlert",
     # sinks
     "CostSink",
     "LogSink",

@@ -1,0 +1,52 @@
+-- Reserve an amount in every counter, or in none of them.
+-- KEYS: the reservation record, then for each charge its counter hash and holds zset.
+-- ARGV: hold id, lease ms, retention ms, then for each charge: limit, amount, ttl ms
+--       (-1: the counter never expires).
+-- Returns {1} when held, {0, index, available} when refused, {-1} when the id was used.
+local record = KEYS[1]
+local hold_id = ARGV[1]
+local lease_ms = tonumber(ARGV[2])
+local retention_ms = tonumber(ARGV[3])
+local n = (#KEYS - 1) / 2
+local now = now_ms()
+
+if redis.call('EXISTS', record) == 1 then
+  return {-1}
+end
+
+for i = 1, n do
+  local counter, holds = KEYS[2 * i], KEYS[2 * i + 1]
+  expire_holds(counter, holds, now)
+  local state = redis.call('HMGET', counter, 'spent', 'reserved')
+  local used = (tonumber(state[1]) or 0) + (tonumber(state[2]) or 0)
+  local limit = tonumber(ARGV[3 * i + 1])
+  if used + tonumber(ARGV[3 * i + 2]) > limit then
+    return {0, i - 1, limit - used}
+  end
+end
+
+local lease_until = now + lease_ms
+local fields = {'state', 'held', 'n', n}
+for i = 1, n do
+  local counter, holds = KEYS[2 * i], KEYS[2 * i + 1]
+  local amount = ARGV[3 * i + 2]
+  local ttl = tonumber(ARGV[3 * i + 3])
+  redis.call('HINCRBY', counter, 'reserved', amount)
+  redis.call('HSET', counter, 'r:' .. hold_id, amount)
+  redis.call('ZADD', holds, int(lease_until), hold_id)
+  local expires_at = -1
+  if ttl >= 0 then
+    expires_at = now + ttl
+    redis.call('PEXPIRE', counter, int(ttl))
+    redis.call('PEXPIRE', holds, int(ttl))
+  end
+  table.insert(fields, 'c' .. i)
+  table.insert(fields, counter)
+  table.insert(fields, 'h' .. i)
+  table.insert(fields, holds)
+  table.insert(fields, 'x' .. i)
+  table.insert(fields, int(expires_at))
+end
+redis.call('HSET', record, unpack(fields))
+redis.call('PEXPIRE', record, int(lease_ms + retention_ms))
+return {1}

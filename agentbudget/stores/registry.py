@@ -1,0 +1,93 @@
+"""Choose a store by URL: a registry of schemes, like ``limits.storage_from_string``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigurationError
+from .base import BaseStore
+from .memory import MemoryStore
+from .redis import RedisStore
+from .sqlite import SQLiteStore
+
+__all__ = ["known_schemes", "register_store", "store_from_url"]
+
+StoreFactory = Callable[..., BaseStore]
+
+_SCHEMES: dict[str, StoreFactory] = {
+    "memory": MemoryStore,
+    "sqlite": SQLiteStore,
+    "redis": RedisStore,
+    "rediss": RedisStore,
+}
+
+
+def known_schemes() -> list[str]:
+    """The URL schemes :func:`store_from_url` understands, sorted."""
+    return sorted(_SCHEMES)
+
+
+def register_store(scheme: str, cls: StoreFactory) -> None:
+    """Make ``store_from_url("<scheme>://...")`` build ``cls(url, **options)``.
+
+    Registering a scheme again replaces the previous class.
+
+    Raises:
+        ConfigurationError: the scheme is not a valid URL scheme or ``cls`` is not callable.
+    """
+    valid = (
+        isinstance(scheme, str)
+        and scheme.isascii()
+        and scheme[:1].isalpha()
+        and all(ch.isalnum() or ch in "+-." for ch in scheme)
+    )
+    if not valid:
+        raise ConfigurationError(f"a store scheme is letters, digits, '+-.', got {scheme!r}")
+    if not callable(cls):
+        raise ConfigurationError(f"register_store needs a class or factory, got {cls!r}")
+    _SCHEMES[scheme.lower()] = cls
+
+
+def store_from_url(url: str, **options: Any) -> BaseStore:
+    """Build the store a URL names: ``memory://``, ``sqlite:///path.db``, ``redis://...``.
+
+    Args:
+        url: the store URL; its scheme picks the store class.
+        **options: keyword arguments of that class (``clock``, ``prefix``, ...).
+
+    Raises:
+        ConfigurationError: unknown scheme, malformed URL or unknown option.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"a store URL looks like 'memory://', 'sqlite:///spend.db' or "
+            f"'redis://127.0.0.1:6379/0', got {url!r}"
+        )
+    scheme = url.partition("://")[0].lower()
+    factory = _SCHEMES.get(scheme)
+    if factory is None:
+        raise ConfigurationError(
+            f"unknown store scheme {scheme!r} in {url!r}; known schemes: "
+            f"{', '.join(known_schemes())} (add one with register_store)"
+        )
+    _check_options(factory, options)
+    return factory(url, **options)
+
+
+def _check_options(factory: StoreFactory, options: dict[str, Any]) -> None:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        name = getattr(factory, "__name__", repr(factory))
+        raise ConfigurationError(
+            f"{name} does not take {', '.join(unknown)}; its options are "
+            f"{', '.join(sorted(accepted)) or 'none'}"
+        )

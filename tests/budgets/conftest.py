@@ -1,0 +1,51 @@
+"""Budgets tests run against every store; the store fixtures live in tests/stores."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stores"))
+
+from stores_support import STORE_KINDS, Env, FakeClock, delete_prefix, require_redis
+
+from agentbudget.interceptor import tool_schema
+from agentbudget.testing import reply, tool_call
+from agentbudget.tokens import estimate_call_input
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """Every store kind (Redis: skipped when unreachable, failing under CI=true)."""
+    if request.param == "redis":
+        require_redis()
+    environment = Env(request.param, tmp_path)
+    try:
+        yield environment
+    finally:
+        for store in environment.stores:
+            await store.close()
+        if request.param == "redis":
+            await delete_prefix(environment.prefix)
+
+
+def billed(model: str, *, output_tokens: int, tool: str | None = None) -> Callable[[Any], Any]:
+    """A scripted step billed as a provider would: the input as tiktoken counts it, and at
+    most the output bound the call was sent with."""
+
+    def respond(call: Any) -> Any:
+        schemas = [tool_schema(t) for t in call.tools] + [tool_schema(h) for h in call.handoffs]
+        tokens = estimate_call_input(model, call.system_instructions, call.input, schemas).tokens
+        out = min(output_tokens, call.model_settings.max_tokens or output_tokens)
+        if tool is not None:
+            return tool_call(tool, {"q": "x"}, input_tokens=tokens, output_tokens=out)
+        return reply("answer", input_tokens=tokens, output_tokens=out)
+
+    return respond
+
+
+__all__ = ["Env", "FakeClock", "billed"]

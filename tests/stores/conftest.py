@@ -1,0 +1,69 @@
+"""Fixtures for the store tests: every store by URL, fake clocks, Redis servers.
+
+Redis tests need the server at 127.0.0.1:6379, db 15 (or $AGENTBUDGET_TEST_REDIS_URL).
+When it is unreachable they are skipped, except under ``CI=true`` where they fail: CI
+must not go green without having run them. The same holds for ``redis-server`` on PATH
+(throwaway servers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from stores_support import (
+    STORE_KINDS,
+    TIMED_STORE_KINDS,
+    Env,
+    RedisServer,
+    delete_prefix,
+    free_port,
+    require_redis,
+    require_redis_server_binary,
+)
+
+
+async def _env(kind: str, tmp_path: Path) -> AsyncIterator[Env]:
+    if kind == "redis":
+        require_redis()
+    env = Env(kind, tmp_path)
+    try:
+        yield env
+    finally:
+        for store in env.stores:
+            await store.close()
+        if kind == "redis":
+            await delete_prefix(env.prefix)
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """Every store kind; build stores with ``env.make(**options)``."""
+    async for value in _env(request.param, tmp_path):
+        yield value
+
+
+@pytest.fixture(params=TIMED_STORE_KINDS)
+async def timed_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """Like ``env``, for tests that move time (Redis ones are marked slow)."""
+    async for value in _env(request.param, tmp_path):
+        yield value
+
+
+@pytest.fixture
+async def redis_env(tmp_path: Path) -> AsyncIterator[Env]:
+    """The Redis store only."""
+    async for value in _env("redis", tmp_path):
+        yield value
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started throwaway Redis server on a free port (stopped at the end)."""
+    server = RedisServer(require_redis_server_binary(), free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,275 @@
+"""Fail open: admit and journal while the store is down, replay once it is back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from stores_support import FakeClock, RedisServer
+
+from agentbudget.errors import ConfigurationError, StoreUnavailable
+from agentbudget.stores import (
+    BudgetStore,
+    Charge,
+    CounterState,
+    JournalingStore,
+    MemoryStore,
+    RedisStore,
+    ReserveResult,
+)
+
+
+class Flaky:
+    """A store that can be switched off: then every call raises StoreUnavailable.
+
+    It implements the protocol only (no ``record``), like a store a user brings.
+    """
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+        self.url = "flaky://"
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("down", url=self.url)
+
+    async def reserve(
+        self, charges: Sequence[Charge], *, reservation_id: str, lease_s: float
+    ) -> ReserveResult:
+        self._check()
+        return await self.inner.reserve(charges, reservation_id=reservation_id, lease_s=lease_s)
+
+    async def settle(self, reservation_id: str, actual: Sequence[int]) -> None:
+        self._check()
+        await self.inner.settle(reservation_id, actual)
+
+    async def release(self, reservation_id: str) -> None:
+        self._check()
+        await self.inner.release(reservation_id)
+
+    async def state(self, key: str) -> CounterState:
+        self._check()
+        return await self.inner.state(key)
+
+    async def reset(self, key: str) -> None:
+        self._check()
+        await self.inner.reset(key)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class FlakyRecorder(Flaky):
+    """A flaky store with the ``record`` capability (like the shipped ones)."""
+
+    async def record(
+        self, reservation_id: str, charges: Sequence[Charge], actual: Sequence[int]
+    ) -> bool:
+        self._check()
+        return await self.inner.record(reservation_id, charges, actual)
+
+
+@pytest.fixture(params=[FlakyRecorder, Flaky], ids=["recorder", "protocol-only"])
+def flaky(request: pytest.FixtureRequest) -> Flaky:
+    flaky: Flaky = request.param(MemoryStore(clock=FakeClock()))
+    return flaky
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+C = [Charge("user", 100, 40, 3600), Charge("global", 1000, 40, None)]
+
+
+async def test_while_up_it_is_the_inner_store(flaky: Flaky, tmp_path: Path) -> None:
+    store = JournalingStore(flaky, tmp_path / "j.jsonl")
+    assert isinstance(store, BudgetStore)
+    assert (await store.reserve(C, reservation_id="a", lease_s=30)).ok
+    assert await flaky.inner.state("user") == CounterState(0, 40)
+    refused = await store.reserve([Charge("user", 100, 70, 3600)], reservation_id="b", lease_s=30)
+    assert (refused.ok, refused.available) == (False, 60)
+    await store.settle("a", [30, 31])
+    assert await store.state("global") == CounterState(31, 0)
+    assert not (tmp_path / "j.jsonl").exists()
+
+
+async def test_while_down_it_admits_and_journals_then_replays_every_unit(
+    flaky: Flaky, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.jsonl"
+    store = JournalingStore(flaky, path)
+    assert (await store.reserve(C, reservation_id="before", lease_s=30)).ok  # held inner
+    flaky.down = True
+    result = await store.reserve(C, reservation_id="local", lease_s=30)
+    assert result == ReserveResult(ok=True, reservation_id="local")
+    await store.settle("before", [10, 11])
+    await store.settle("local", [200, 201])  # more than any limit: it was spent
+    await store.release("forgotten-by-store")  # nothing to journal
+    assert [e["reservation_id"] for e in _lines(path)] == ["before", "local"]
+    assert await store.pending_entries() == 2
+    with pytest.raises(StoreUnavailable):
+        await store.replay()
+    assert await store.pending_entries() == 2
+
+    flaky.down = False
+    assert await flaky.inner.state("user") == CounterState(0, 40)  # nothing applied yet
+    assert await store.replay() == 2
+    assert await store.state("user") == CounterState(210, 0)  # the hold is settled too
+    assert await store.state("global") == CounterState(212, 0)
+    assert _lines(path) == []
+    assert await store.replay() == 0
+    assert await store.state("user") == CounterState(210, 0)
+
+
+async def test_a_settle_journaled_twice_counts_once(flaky: Flaky, tmp_path: Path) -> None:
+    store = JournalingStore(flaky, tmp_path / "j.jsonl")
+    flaky.down = True
+    await store.reserve(C, reservation_id="r", lease_s=30)
+    await store.settle("r", [5, 5])
+    await store.settle("r", [5, 5])
+    flaky.down = False
+    await store.settle("r", [5, 5])  # still in the journal: not sent again
+    await store.replay()
+    assert await store.state("user") == CounterState(5, 0)
+
+
+async def test_replaying_again_after_a_crash_does_not_double_count(
+    flaky: Flaky, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.jsonl"
+    store = JournalingStore(flaky, path)
+    flaky.down = True
+    await store.reserve(C, reservation_id="r1", lease_s=30)
+    await store.reserve(C, reservation_id="r2", lease_s=30)
+    await store.settle("r1", [7, 7])
+    await store.settle("r2", [8, 8])
+    shutil.copy(path, tmp_path / "before-replay.jsonl")
+    flaky.down = False
+    await store.replay()
+    # The process died after applying but before the journal was truncated:
+    shutil.copy(tmp_path / "before-replay.jsonl", path)
+    restarted = JournalingStore(flaky, path)
+    assert await restarted.replay() == 2
+    assert await restarted.state("user") == CounterState(15, 0)
+    assert await restarted.pending_entries() == 0
+
+
+async def test_reserve_replays_the_journal_first(flaky: Flaky, tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    store = JournalingStore(flaky, path)
+    flaky.down = True
+    await store.reserve(C, reservation_id="a", lease_s=30)
+    await store.settle("a", [90, 90])
+    flaky.down = False
+    refused = await store.reserve([Charge("user", 100, 20, 3600)], reservation_id="b", lease_s=30)
+    assert (refused.ok, refused.available) == (False, 10)  # the journaled 90 counted
+    assert _lines(path) == []
+
+
+async def test_a_journal_left_by_a_dead_process_is_replayed_by_the_next(
+    flaky: Flaky, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.jsonl"
+    first = JournalingStore(flaky, path)
+    flaky.down = True
+    await first.reserve(C, reservation_id="a", lease_s=30)
+    await first.settle("a", [60, 60])
+    flaky.down = False
+    second = JournalingStore(flaky, path)
+    refused = await second.reserve([Charge("user", 100, 50, 3600)], reservation_id="b", lease_s=30)
+    assert (refused.ok, refused.available) == (False, 40)
+    with pytest.raises(ConfigurationError, match="already used"):
+        await second.reserve(C, reservation_id="a", lease_s=30)
+
+
+async def test_a_torn_line_and_an_unknown_id_go_to_the_rejected_file(
+    flaky: Flaky, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.jsonl"
+    store = JournalingStore(flaky, path)
+    flaky.down = True
+    await store.settle("never-reserved-anywhere", [5])  # the store will not know it
+    await store.reserve(C, reservation_id="ok", lease_s=30)
+    await store.settle("ok", [3, 3])
+    with path.open("a") as file:
+        file.write('{"entry": "torn", "reserv')
+    flaky.down = False
+    assert await store.replay() == 1
+    assert await store.state("user") == CounterState(3, 0)
+    rejected = (tmp_path / "j.jsonl.rejected").read_text().splitlines()
+    assert len(rejected) == 2
+    assert json.loads(rejected[0])["reservation_id"] == "never-reserved-anywhere"
+    assert rejected[1].startswith('{"entry": "torn"')
+    assert _lines(path) == []
+
+
+async def test_a_release_while_down_is_not_journaled_and_the_lease_frees_it(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    flaky = FlakyRecorder(MemoryStore(clock=clock))
+    store = JournalingStore(flaky, tmp_path / "j.jsonl")
+    await store.reserve(C, reservation_id="r", lease_s=30)
+    flaky.down = True
+    await store.release("r")
+    assert await store.pending_entries() == 0
+    flaky.down = False
+    clock.advance(31)
+    assert await store.state("user") == CounterState(0, 0)
+
+
+async def test_bad_arguments_are_still_configuration_errors(flaky: Flaky, tmp_path: Path) -> None:
+    store = JournalingStore(flaky, tmp_path / "j.jsonl")
+    flaky.down = True
+    await store.reserve(C, reservation_id="r", lease_s=30)
+    with pytest.raises(ConfigurationError):
+        await store.settle("r", [1])
+    with pytest.raises(ConfigurationError):
+        await store.reserve([], reservation_id="s", lease_s=30)
+    with pytest.raises(ConfigurationError):
+        JournalingStore(flaky, tmp_path / "missing-dir" / "j.jsonl")
+
+
+@pytest.mark.slow
+async def test_redis_outage_spend_is_journaled_and_replayed_exactly(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.jsonl"
+    inner = RedisStore(redis_server.url, connect_timeout_s=0.5, socket_timeout_s=0.5)
+    store = JournalingStore(inner, path)
+    try:
+        assert (await store.reserve(C, reservation_id="held", lease_s=60)).ok
+        redis_server.stop()
+        with pytest.raises(StoreUnavailable):
+            await inner.state("user")  # the bare store fails closed
+        for i in range(5):
+            assert (await store.reserve(C, reservation_id=f"down{i}", lease_s=60)).ok
+            await store.settle(f"down{i}", [10 + i, 20 + i])
+        await store.settle("held", [7, 8])
+        assert len(_lines(path)) == 6
+        with pytest.raises(StoreUnavailable):
+            await store.replay()
+
+        redis_server.start()  # same port, empty: no persistence
+        backup = path.read_text()
+        refused = await store.reserve([Charge("user", 10, 1, 3600)], reservation_id="x", lease_s=5)
+        assert not refused.ok  # replayed first: the outage spend counts
+        spent_user = sum(10 + i for i in range(5)) + 7
+        spent_global = sum(20 + i for i in range(5)) + 8
+        assert await store.state("user") == CounterState(spent_user, 0)
+        assert await store.state("global") == CounterState(spent_global, 0)
+        assert _lines(path) == []
+
+        path.write_text(backup)  # crash before truncation: replay again
+        assert await JournalingStore(inner, path).replay() == 6
+        assert await store.state("user") == CounterState(spent_user, 0)
+        assert await store.state("global") == CounterState(spent_global, 0)
+    finally:
+        await store.close()
