@@ -1,4 +1,4 @@
-"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``demo``."""
+"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``demo``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import fnmatch
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import AgentBudgetError
+from .money import nanos_to_usd
 from .pricing import ModelPrice, PriceTable
 
 __all__ = ["main"]
@@ -85,6 +87,61 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spend(args: argparse.Namespace) -> int:
+    import asyncio
+    import importlib
+
+    from .budgets import Budgets, parse_allowance
+
+    if args.budgets:
+        module_name, _, attribute = args.budgets.partition(":")
+        budgets = getattr(importlib.import_module(module_name), attribute or "budgets")
+        if not isinstance(budgets, Budgets):
+            print(f"{args.budgets} is not an agentbudget.Budgets", file=sys.stderr)
+            return 2
+    else:
+        if not args.allowance:
+            print(
+                "give the allowances: --allowance user:day:tokens=50000 (repeatable) "
+                "or --budgets module:attribute",
+                file=sys.stderr,
+            )
+            return 2
+        budgets = Budgets(
+            store=args.store, allowances=[parse_allowance(a) for a in args.allowance], tz=args.tz
+        )
+
+    async def rows() -> list[Any]:
+        try:
+            return await budgets.spend(user=args.user, team=args.team)
+        finally:
+            await budgets.close()
+
+    found = asyncio.run(rows())
+    if not found:
+        print(
+            "no allowance applies: give --user or --team for per-user/per-team ones",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{'allowance':<16} {'subject':<20} {'window':<20} {'unit':<6} {'limit':>14} "
+        f"{'spent':>14} {'reserved':>14} {'remaining':>14}"
+    )
+    for row in found:
+        values = [row.limit, row.spent, row.reserved, row.remaining]
+        unit = "tokens"
+        if row.unit == "nanousd":
+            unit = "USD"
+            values = [f"{nanos_to_usd(v):f}" for v in values]
+        subject = row.subject if len(row.subject) <= 20 else row.subject[:17] + "..."
+        print(
+            f"{row.allowance.label:<16} {subject:<20} {row.window:<20} {unit:<6} "
+            + " ".join(f"{v!s:>14}" for v in values)
+        )
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -108,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output-tokens", type=int, default=None)
     e.add_argument("text", nargs="?", help="the input (stdin when omitted)")
     e.set_defaults(func=cmd_estimate)
+    s = sub.add_parser("spend", help="spent, reserved and remaining per budget window")
+    s.add_argument(
+        "--store", default="memory://", help="store URL (sqlite:///spend.db, redis://...)"
+    )
+    s.add_argument(
+        "--allowance",
+        action="append",
+        default=[],
+        help="per:window:unit=amount, e.g. user:day:tokens=50000 (repeatable)",
+    )
+    s.add_argument("--budgets", help="module:attribute of your Budgets object instead")
+    s.add_argument("--tz", default="UTC", help="time zone of calendar windows")
+    who = s.add_mutually_exclusive_group()
+    who.add_argument("--user")
+    who.add_argument("--team")
+    s.set_defaults(func=cmd_spend)
     d = sub.add_parser("demo", help="run the offline demo")
     d.set_defaults(func=cmd_demo)
     return parser

@@ -342,7 +342,7 @@ class RunMeter:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
-            cost_usd=sum(priced, Decimal(0)).quantize(Decimal("0.000000001")),
+            cost_usd=sum(priced, Decimal(0)),
             unpriced_calls=sum(1 for c in calls if c.cost_usd is None),
             duration_s=round(duration, 6),
             started_at=self.started_at,

@@ -56,7 +56,9 @@ def usd_to_nanos(amount: Decimal, *, round_up: bool = True) -> int:
 
 
 def nanos_to_usd(nanos: int) -> Decimal:
-    """Convert integer nano-USD to ``Decimal`` USD with nine decimal places."""
+    """Convert integer nano-USD to ``Decimal`` USD with nine decimal places (``0`` for zero)."""
+    if nanos == 0:
+        return Decimal(0)
     return (Decimal(nanos) * _NANO).quantize(_NANO)
 
 

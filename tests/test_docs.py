@@ -39,3 +39,16 @@ def test_circuit_breakers_example_stops_each_runaway(monkeypatch: pytest.MonkeyP
     ]
     assert reports[0].tool_calls == 3
     assert 100 <= reports[1].output_tokens <= 110
+
+
+def test_per_user_budgets_example_downgrades_then_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BUDGET_STORE", raising=False)
+    module = runpy.run_path(str(ROOT / "examples" / "per_user_budgets.py"))
+    log = asyncio.run(module["main"]())
+    alice = log["alice"]
+    assert alice[:2] == ["gpt-4o", "gpt-4o"]
+    assert "gpt-4o-mini (downgraded)" in alice
+    assert alice[-1].startswith("refused: You have used today's allowance")
+    assert log["bob"] == ["gpt-4o"]
