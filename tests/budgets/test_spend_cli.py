@@ -38,7 +38,7 @@ async def test_spend_shows_spent_reserved_and_remaining_per_window(
         "--allowance",
         "global:month:usd=100",
     ]
-    assert await _main(args + ["--user", "u-42"]) == 0
+    assert await _main([*args, "--user", "u-42"]) == 0
     out = capsys.readouterr().out.splitlines()
     user_row = next(line.split() for line in out if line.startswith("user/day"))
     global_row = next(line.split() for line in out if line.startswith("global/month"))
