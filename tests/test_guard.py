@@ -74,6 +74,21 @@ async def test_handoff_run_is_priced_per_model_to_the_nano_dollar() -> None:
     assert report.user == "u-1" and report.agent == "main" and report.outcome == "completed"
 
 
+async def test_handoff_gpt_4o_to_gpt_4o_mini_two_calls_exact_sum() -> None:
+    mini = Agent(name="mini", model=scripted_model("gpt-4o-mini", [
+        reply("bye", input_tokens=2_345, output_tokens=67, cached_input_tokens=1_024)]))
+    start = Agent(name="start", handoffs=[mini], model=scripted_model("gpt-4o", [
+        handoff_call(mini, input_tokens=1_111, output_tokens=13)]))
+    report = ab.report_of(await ab.Guard().run(start, "hi"))
+    first, second = report.calls
+    assert (first.model, second.model) == ("gpt-4o", "gpt-4o-mini")
+    # 1111 x 2.50 + 13 x 10.00 = 2,907.5 USD per 1M tokens -> $0.0029075
+    assert first.cost_usd == Decimal("0.002907500")
+    # (2345 - 1024) x 0.15 + 1024 x 0.075 + 67 x 0.60 = 198.15 + 76.8 + 40.2 = 315.15
+    assert second.cost_usd == Decimal("0.000315150")
+    assert report.cost_usd == first.cost_usd + second.cost_usd == Decimal("0.003222650")
+
+
 async def test_guarded_result_is_what_runner_returns() -> None:
     plain_main, _ = handoff_agents()
     plain = await Runner.run(plain_main, "hi")
