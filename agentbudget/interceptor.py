@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
 from .report import LLMCallCost
 from .tokens import (
+    count_item,
     count_text,
     count_tools,
     encoding_for_model,
@@ -163,6 +164,7 @@ class MeteredModel(Model):
         self.meter = meter
         self.provider = provider
         self._tools_seen: dict[tuple[int, ...], tuple[tuple[Any, ...], int]] = {}
+        self._items_seen: dict[tuple[int, str], tuple[Any, int]] = {}
 
     def __getattr__(self, item: str) -> Any:
         # Everything the SDK may ask of the model that this wrapper does not define.
@@ -194,6 +196,21 @@ class MeteredModel(Model):
             cached = ((*tools, *handoffs), count_tools(model, schemas))
             self._tools_seen[key] = cached
         return cached[1]
+
+    def _item_tokens(self, model: str) -> Callable[[Any], int]:
+        """A counter of input items that counts each item object once per run."""
+        seen = self._items_seen
+
+        def count(item: Any) -> int:
+            key = (id(item), model)
+            cached = seen.get(key)
+            if cached is None or cached[0] is not item:
+                # the item is kept referenced so its id cannot be reused while cached
+                cached = (item, count_item(model, item))
+                seen[key] = cached
+            return cached[1]
+
+        return count
 
     def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
         prices = self.meter.guard.prices
@@ -249,6 +266,7 @@ class MeteredModel(Model):
                 request.instructions,
                 request.input,
                 tool_tokens=self._tool_tokens(name, request.tools, request.handoffs),
+                item_tokens=self._item_tokens(name),
             )
             settings = request.settings
             bound = settings.max_tokens

@@ -19,7 +19,7 @@ import gzip
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -29,6 +29,7 @@ import tiktoken
 __all__ = [
     "APPROXIMATION_FACTOR",
     "TokenEstimate",
+    "count_item",
     "count_text",
     "count_tools",
     "encoding_for_model",
@@ -177,6 +178,12 @@ def _text_of(item: Any) -> Iterable[str]:
     yield str(item)
 
 
+def count_item(model: str, item: Any) -> int:
+    """Tokens of one input item, with its message framing (before any approximation)."""
+    encoding = get_encoding(encoding_for_model(model)[0])
+    return TOKENS_PER_MESSAGE + sum(count_text(text, encoding) for text in _text_of(item))
+
+
 def estimate_call_input(
     model: str,
     instructions: str | None,
@@ -184,10 +191,12 @@ def estimate_call_input(
     tool_schemas: Sequence[dict[str, Any]] = (),
     *,
     tool_tokens: int | None = None,
+    item_tokens: Callable[[Any], int] | None = None,
 ) -> TokenEstimate:
     """Estimate the input tokens of one LLM call: instructions, input items and tool schemas.
 
-    ``tool_tokens`` (from ``count_tools``) replaces counting ``tool_schemas`` again.
+    ``tool_tokens`` (from ``count_tools``) replaces counting ``tool_schemas`` again, and
+    ``item_tokens`` (a cached ``count_item``) counts each input item.
     """
     encoding_name, family = encoding_for_model(model)
     encoding = get_encoding(encoding_name)
@@ -195,9 +204,8 @@ def estimate_call_input(
     tokens = TOKENS_PER_REPLY
     if instructions:
         tokens += TOKENS_PER_MESSAGE + count_text(instructions, encoding)
-    for item in items:
-        tokens += TOKENS_PER_MESSAGE
-        tokens += sum(count_text(text, encoding) for text in _text_of(item))
+    count = item_tokens if item_tokens is not None else functools.partial(count_item, model)
+    tokens += sum(count(item) for item in items)
     tokens += tool_tokens if tool_tokens is not None else count_tools(model, tool_schemas)
     if family is not None:
         factor = APPROXIMATION_FACTOR[family]
