@@ -30,7 +30,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -401,52 +401,67 @@ class Budgets:
     async def admit(self, model: MeteredModel, request: CallRequest, plan: CallPlan) -> CallPlan:
         """Reserve ``plan``'s worst case, degrading the call if it does not fit.
 
+        Returns the plan to send (``plan``, or a degraded one). Every other plan's holds
+        are released: a refused or failed admission leaves no hold behind.
+
         Raises:
             BudgetExhausted: the chain ends without a fit (``Refuse``, or no steps left).
             StoreUnavailable: the store is unreachable and the policy fails closed.
         """
         meter = model.meter
-        reservation = self._reservation(
-            meter.user, meter.team, plan.input_estimate + plan.output_bound, plan.worst_nanos
-        )
-        result = await self._reserve(reservation)
-        if result.ok:
-            plan.reservation = reservation
-            return plan
-        for step in self.on_exhausted:
+        steps = iter(self.on_exhausted)
+        try:
+            while True:
+                reservation = self._reservation(
+                    meter.user,
+                    meter.team,
+                    plan.input_estimate + plan.output_bound,
+                    plan.worst_nanos,
+                )
+                result = await self._reserve(reservation)
+                if result.ok:
+                    plan.reservation = reservation
+                    if plan.degraded is not None:
+                        logger.info(
+                            "agentbudget: %s call of %r sent to %s",
+                            plan.degraded,
+                            meter.agent_name,
+                            plan.model_name,
+                        )
+                    return plan
+                plan = self._degrade(model, request, plan, reservation, result, steps)
+        except BaseException:
+            model.release(plan)
+            raise
+
+    def _degrade(
+        self,
+        model: MeteredModel,
+        request: CallRequest,
+        plan: CallPlan,
+        reservation: Reservation,
+        result: ReserveResult,
+        steps: Iterator[DegradeStep],
+    ) -> CallPlan:
+        """The next degraded plan, or raise ``BudgetExhausted`` when no step applies."""
+        for step in steps:
             if isinstance(step, Refuse):
-                model.release(plan)
                 raise self._exhausted(reservation, result, refusal=step.message)
             if isinstance(step, Downgrade):
                 inner, name = model.resolve(step.model)
                 model.release(plan)
-                plan = model.plan(request, inner=inner, name=name, degraded="downgrade")
-            elif isinstance(step, CapOutput):
-                fitting = self._output_that_fits(reservation, result, plan)
-                if fitting is None or fitting < step.max_tokens:
-                    continue
-                model.release(plan)
-                plan = model.plan(
-                    request,
-                    inner=plan.inner,
-                    name=plan.model_name,
-                    output_cap=fitting,
-                    degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
-                )
-            reservation = self._reservation(
-                meter.user, meter.team, plan.input_estimate + plan.output_bound, plan.worst_nanos
+                return model.plan(request, inner=inner, name=name, degraded="downgrade")
+            fitting = self._output_that_fits(reservation, result, plan)
+            if fitting is None or fitting < step.max_tokens:
+                continue
+            model.release(plan)
+            return model.plan(
+                request,
+                inner=plan.inner,
+                name=plan.model_name,
+                output_cap=fitting,
+                degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
             )
-            result = await self._reserve(reservation)
-            if result.ok:
-                plan.reservation = reservation
-                logger.info(
-                    "agentbudget: %s applied to a call of %r (%s)",
-                    type(step).__name__,
-                    meter.agent_name,
-                    plan.model_name,
-                )
-                return plan
-        model.release(plan)
         raise self._exhausted(reservation, result, refusal=None)
 
     def _output_that_fits(

@@ -141,9 +141,7 @@ class CallPlan:
 
     @property
     def worst_nanos(self) -> int:
-        return ceil_nanos(
-            self.input_nanos + (self.nanos_per_output or Decimal(0)) * self.output_bound
-        )
+        return _worst_nanos(self.input_nanos, self.nanos_per_output, self.output_bound)
 
 
 class MeteredModel(Model):
@@ -295,8 +293,9 @@ class MeteredModel(Model):
         if bound != settings.max_tokens:
             if settings.max_tokens is not None or binding is not None or output_cap is not None:
                 settings = dataclasses.replace(settings, max_tokens=bound)
-        worst = ceil_nanos(input_nanos + (per_output or Decimal(0)) * bound)
-        held = hold(meter.accounts, estimate.tokens, bound, worst)
+        held = hold(
+            meter.accounts, estimate.tokens, bound, _worst_nanos(input_nanos, per_output, bound)
+        )
         return CallPlan(
             inner=inner,
             model_name=name,
@@ -489,6 +488,11 @@ class MeteredModel(Model):
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await asyncio.shield(aclose())
+
+
+def _worst_nanos(input_nanos: Decimal, nanos_per_output: Decimal | None, bound: int) -> int:
+    """The most a call can cost: its input, and its whole output bound."""
+    return ceil_nanos(input_nanos + (nanos_per_output or Decimal(0)) * bound)
 
 
 def _usage_of(response: ModelResponse) -> TokenUsage:
