@@ -10,7 +10,8 @@ Loaded automatically through the ``pytest11`` entry point once agentbudget is in
 
 Bounds are inclusive (a test that costs exactly ``max_cost_usd`` passes). The plugin
 measures; it never stops a run. To stop runs, use ``agentbudget.budget()`` or ``Guard``.
-See ``docs/testing.md``.
+See ``docs/testing.md``. Hooks are old-style (``trylast``, ``hookwrapper``) so the plugin
+loads on pytest 7 as well as 8 and 9: installing agentbudget must not break a suite.
 """
 
 from __future__ import annotations
@@ -372,29 +373,31 @@ def _agentbudget_marker(request: pytest.FixtureRequest) -> None:
     request.node.stash[_BOUNDS] = bounds
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    result = yield  # a failing test body raises here; its own failure is what to report
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Check the marker's bounds once the test body has passed (pytest's own
+    ``pytest_runtest_call`` runs the body first; if it raises, this never runs)."""
     bounds = item.stash.get(_BOUNDS, None)
     costs = item.stash.get(_COSTS, None)
-    if bounds is not None and costs is not None:
-        verdict = bounds.check(costs)
-        if verdict is not None:
-            costs._explained = True
-            pytest.fail(
-                f"{MARKER} exceeded by {item.name}: {verdict.headline}\n{verdict.details}",
-                pytrace=False,
-            )
-    return result
+    if bounds is None or costs is None:
+        return
+    verdict = bounds.check(costs)
+    if verdict is not None:
+        costs._explained = True
+        pytest.fail(
+            f"{MARKER} exceeded by {item.name}: {verdict.headline}\n{verdict.details}",
+            pytrace=False,
+        )
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
+) -> Generator[None, Any, None]:
+    """Attach an "agent costs" section to a failing test that recorded runs."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
     costs = item.stash.get(_COSTS, None)
     if call.when == "call" and report.failed and costs is not None:
         if costs.reports and not costs._explained:
             report.sections.append(("agent costs", costs.summary()))
-    return report

@@ -8,6 +8,8 @@ from agents import set_tracing_disabled
 import agentbudget as ab
 from agentbudget.guard import reset_default_guard
 
+pytest_plugins = ["pytester"]  # the plugin's tests (tests/plugin) run pytest in pytest
+
 
 @pytest.fixture(autouse=True)
 def _isolated() -> Iterator[None]:
