@@ -19,7 +19,7 @@ from .errors import (
     UnknownModelError,
 )
 from .guard import Guard, configure
-from .instrument import instrument, uninstrument
+from .runtime import instrument, uninstrument
 from .limits import Limits
 from .pricing import ModelPrice, PriceTable, PriceTier, TokenUsage
 from .report import LLMCallCost, Route, RunReport, report_of

@@ -12,7 +12,7 @@ from agents.result import RunResult, RunResultStreaming
 
 from .budgets import Budgets
 from .errors import ConfigurationError
-from .instrument import GUARD_REQUEST, GuardRequest, instrument
+from .runtime import GUARD_REQUEST, GuardRequest, instrument
 from .limits import Limits
 from .pricing import PriceTable
 from .report import RunReport

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from .errors import ConfigurationError
-from .instrument import add_observer, is_instrumented, remove_observer, uninstrument
+from .runtime import add_observer, is_instrumented, remove_observer, uninstrument
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .report import RunReport
 

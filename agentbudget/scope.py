@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
-from .instrument import SCOPES, instrument
+from .runtime import SCOPES, instrument
 from .limits import Limits
 from .meter import Account
 from .report import RunReport

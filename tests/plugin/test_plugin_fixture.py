@@ -258,7 +258,7 @@ def test_assert_under_rejects_bad_bounds_as_usage_errors(project):
 def test_a_failing_test_gets_an_agent_costs_section_and_the_observer_is_removed(project):
     project.write(
         """
-        from agentbudget.instrument import is_instrumented
+        from agentbudget.runtime import is_instrumented
 
         def test_behaviour_fails(agent_costs):
             Runner.run_sync(agent_costing("0.01", name="support"), "hi")
@@ -292,7 +292,7 @@ def test_a_failing_test_gets_an_agent_costs_section_and_the_observer_is_removed(
 def test_instrumentation_already_in_place_is_left_in_place(project):
     project.write(
         """
-        from agentbudget.instrument import is_instrumented
+        from agentbudget.runtime import is_instrumented
 
         @pytest.fixture
         def instrumented():

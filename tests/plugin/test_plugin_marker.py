@@ -299,7 +299,7 @@ def test_unpriced_calls_make_the_cost_unknown_not_zero(project):
 def test_after_a_marked_test_plain_runs_are_no_longer_governed(project):
     project.write(
         """
-        from agentbudget.instrument import is_instrumented
+        from agentbudget.runtime import is_instrumented
 
         @pytest.mark.agent_budget(max_cost_usd="1.00")
         def test_marked_and_failing():
