@@ -19,10 +19,10 @@ from .errors import (
     UnknownModelError,
 )
 from .guard import Guard, configure
-from .runtime import instrument, uninstrument
 from .limits import Limits
 from .pricing import ModelPrice, PriceTable, PriceTier, TokenUsage
 from .report import LLMCallCost, Route, RunReport, report_of
+from .runtime import instrument, uninstrument
 from .scope import BudgetScope, budget
 from .sinks import CostSink, JsonlSink, LogSink
 

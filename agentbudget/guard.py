@@ -12,10 +12,10 @@ from agents.result import RunResult, RunResultStreaming
 
 from .budgets import Budgets
 from .errors import ConfigurationError
-from .runtime import GUARD_REQUEST, GuardRequest, instrument
 from .limits import Limits
 from .pricing import PriceTable
 from .report import RunReport
+from .runtime import GUARD_REQUEST, GuardRequest, instrument
 from .sinks import CostSink
 
 __all__ = ["Guard", "configure", "default_guard"]

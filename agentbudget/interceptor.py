@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +33,12 @@ from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
 from .report import LLMCallCost
 from .tokens import (
-    count_item,
     count_text,
-    count_tools,
+    count_tools_with,
     encoding_for_model,
     estimate_call_input,
     get_encoding,
+    input_upper_bound,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +119,17 @@ class CallRequest:
 
 
 @dataclasses.dataclass
+class _Measure:
+    price_key: str | None
+    price: ModelPrice | None
+    input_tokens: int
+    input_nanos: Decimal
+    per_output: Decimal | None
+    bound: int
+    binding: tuple[str, Account] | None
+
+
+@dataclasses.dataclass
 class CallPlan:
     """What agentbudget decided before one LLM call."""
 
@@ -127,6 +139,8 @@ class CallPlan:
     price_key: str | None
     price: ModelPrice | None
     input_estimate: int
+    """The input held for the call: exact (tiktoken) or, far from limits, an upper bound."""
+    input_exact: bool
     input_nanos: Decimal
     nanos_per_output: Decimal | None
     output_bound: int
@@ -134,6 +148,7 @@ class CallPlan:
     """The limit (and its account) that bounded the output, when agentbudget lowered it."""
     hold: Hold
     settings: ModelSettings
+    request: CallRequest
     degraded: str | None = None
     """``"downgrade"`` / ``"cap_output"`` when a budget's degrade chain changed the call."""
     reservation: Any = None
@@ -161,8 +176,6 @@ class MeteredModel(Model):
         self.agent = agent
         self.meter = meter
         self.provider = provider
-        self._tools_seen: dict[tuple[int, ...], tuple[tuple[Any, ...], int]] = {}
-        self._items_seen: dict[tuple[int, str], tuple[Any, int]] = {}
 
     def __getattr__(self, item: str) -> Any:
         # Everything the SDK may ask of the model that this wrapper does not define.
@@ -185,30 +198,9 @@ class MeteredModel(Model):
     def _tool_tokens(
         self, model: str, tools: Sequence[Tool], handoffs: Sequence[Handoff[Any, Any]]
     ) -> int:
-        """Tokens of the tool definitions, counted once per distinct set of tools."""
-        key = tuple(id(t) for t in (*tools, *handoffs))
-        cached = self._tools_seen.get(key)
-        if cached is None:
-            schemas = [tool_schema(t) for t in tools] + [tool_schema(h) for h in handoffs]
-            # the tools are kept referenced so their ids cannot be reused while cached
-            cached = ((*tools, *handoffs), count_tools(model, schemas))
-            self._tools_seen[key] = cached
-        return cached[1]
-
-    def _item_tokens(self, model: str) -> Callable[[Any], int]:
-        """A counter of input items that counts each item object once per run."""
-        seen = self._items_seen
-
-        def count(item: Any) -> int:
-            key = (id(item), model)
-            cached = seen.get(key)
-            if cached is None or cached[0] is not item:
-                # the item is kept referenced so its id cannot be reused while cached
-                cached = (item, count_item(model, item))
-                seen[key] = cached
-            return cached[1]
-
-        return count
+        """Tokens of the tool definitions (each tool's count is cached while it lives)."""
+        encoding = encoding_for_model(model)[0]
+        return sum(_tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
 
     def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
         prices = self.meter.guard.prices
@@ -247,6 +239,10 @@ class MeteredModel(Model):
     ) -> CallPlan:
         """Check every account and hold the call's worst case on them.
 
+        Far from every limit (and without budgets) the input is bounded by its UTF-8 size
+        instead of being tokenized; when that bound would come near a limit, the input is
+        counted exactly and the decision made on the exact count.
+
         Raises:
             AgentBudgetExceeded: the call cannot fit (the run is marked tripped).
         """
@@ -255,61 +251,86 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
-        try:
-            for account in meter.accounts:
-                account.check_time()
-            price_key, price = self._price(name)
-            estimate = estimate_call_input(
-                name,
-                request.instructions,
-                request.input,
-                tool_tokens=self._tool_tokens(name, request.tools, request.handoffs),
-                item_tokens=self._item_tokens(name),
+        tool_tokens = self._tool_tokens(name, request.tools, request.handoffs)
+        measured: _Measure | None = None
+        exact = True
+        if meter.guard.budgets is None and output_cap is None:
+            upper = input_upper_bound(
+                name, request.instructions, request.input, tool_tokens=tool_tokens
             )
-            settings = request.settings
-            bound = settings.max_tokens
-            if bound is None:
-                bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
-            input_nanos = Decimal(0)
-            per_output: Decimal | None = None
-            if price is not None:
-                rates = price.rates_for(estimate.tokens)
-                input_nanos = rate_cost_nanos(estimate.tokens, rates.input)
-                out_rate = max(rates.output, rates.reasoning or rates.output)
-                per_output = rate_cost_nanos(1, out_rate)
-            room: tuple[int, str, Account] | None = None
-            for account in meter.accounts:
-                account_room = account.output_room(estimate.tokens, input_nanos, per_output)
-                if account_room is not None and (room is None or account_room[0] < room[0]):
-                    room = (*account_room, account)
+            try:
+                measured = self._measure(request, name, upper)
+            except AgentBudgetExceeded:
+                measured = None
+            if measured is not None and measured.binding is not None:
+                measured = None  # near a limit: decide on the exact count
+            exact = measured is None
+        try:
+            if measured is None:
+                estimate = estimate_call_input(
+                    name, request.instructions, request.input, tool_tokens=tool_tokens
+                )
+                measured = self._measure(request, name, estimate.tokens)
         except AgentBudgetExceeded as exc:
             raise meter.trip(exc) from None
+        bound = measured.bound
+        settings = request.settings
+        if output_cap is not None and output_cap < bound:
+            bound = output_cap
+        if bound != settings.max_tokens and (
+            settings.max_tokens is not None
+            or measured.binding is not None
+            or output_cap is not None
+        ):
+            settings = dataclasses.replace(settings, max_tokens=bound)
+        worst = _worst_nanos(measured.input_nanos, measured.per_output, bound)
+        held = hold(meter.accounts, measured.input_tokens, bound, worst)
+        return CallPlan(
+            inner=inner,
+            model_name=name,
+            price_key=measured.price_key,
+            price=measured.price,
+            input_estimate=measured.input_tokens,
+            input_exact=exact,
+            input_nanos=measured.input_nanos,
+            nanos_per_output=measured.per_output,
+            output_bound=bound,
+            binding=measured.binding,
+            hold=held,
+            settings=settings,
+            request=request,
+            degraded=degraded,
+        )
+
+    def _measure(self, request: CallRequest, name: str, input_tokens: int) -> _Measure:
+        """Price a call with ``input_tokens`` of input and find the output room every account
+        leaves it.
+
+        Raises:
+            AgentBudgetExceeded: the call cannot fit (nothing is marked or held).
+        """
+        for account in self.meter.accounts:
+            account.check_time()
+        price_key, price = self._price(name)
+        bound = request.settings.max_tokens
+        if bound is None:
+            bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
+        input_nanos = Decimal(0)
+        per_output: Decimal | None = None
+        if price is not None:
+            rates = price.rates_for(input_tokens)
+            input_nanos = rate_cost_nanos(input_tokens, rates.input)
+            per_output = rate_cost_nanos(1, max(rates.output, rates.reasoning or rates.output))
+        room: tuple[int, str, Account] | None = None
+        for account in self.meter.accounts:
+            account_room = account.output_room(input_tokens, input_nanos, per_output)
+            if account_room is not None and (room is None or account_room[0] < room[0]):
+                room = (*account_room, account)
         binding: tuple[str, Account] | None = None
         if room is not None and room[0] < bound:
             bound = max(room[0], MIN_OUTPUT_TOKENS)
             binding = (room[1], room[2])
-        if output_cap is not None and output_cap < bound:
-            bound = output_cap
-        if bound != settings.max_tokens:
-            if settings.max_tokens is not None or binding is not None or output_cap is not None:
-                settings = dataclasses.replace(settings, max_tokens=bound)
-        held = hold(
-            meter.accounts, estimate.tokens, bound, _worst_nanos(input_nanos, per_output, bound)
-        )
-        return CallPlan(
-            inner=inner,
-            model_name=name,
-            price_key=price_key,
-            price=price,
-            input_estimate=estimate.tokens,
-            input_nanos=input_nanos,
-            nanos_per_output=per_output,
-            output_bound=bound,
-            binding=binding,
-            hold=held,
-            settings=settings,
-            degraded=degraded,
-        )
+        return _Measure(price_key, price, input_tokens, input_nanos, per_output, bound, binding)
 
     def release(self, plan: CallPlan) -> None:
         """Drop a plan's holds (it will not be sent)."""
@@ -356,13 +377,25 @@ class MeteredModel(Model):
             task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, nanos))
             await asyncio.shield(task)
 
+    def _exact_input(self, plan: CallPlan) -> int:
+        """The tiktoken estimate of the call's input (the plan may hold an upper bound)."""
+        if plan.input_exact:
+            return plan.input_estimate
+        request = plan.request
+        return estimate_call_input(
+            plan.model_name,
+            request.instructions,
+            request.input,
+            tool_tokens=self._tool_tokens(plan.model_name, request.tools, request.handoffs),
+        ).tokens
+
     async def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
         """A call that failed or was cut short: charge at least the estimated input."""
         if plan.hold.released:
             return
         await self._settle(
             plan,
-            TokenUsage(input_tokens=plan.input_estimate, output_tokens=output_tokens),
+            TokenUsage(input_tokens=self._exact_input(plan), output_tokens=output_tokens),
             estimated=True,
             streamed=streamed,
         )
@@ -471,8 +504,10 @@ class MeteredModel(Model):
                 elif kind == "response.completed":
                     response = event.response  # type: ignore[union-attr]
                     usage = _response_usage(response.usage)
-                    if usage is None:
-                        usage = TokenUsage(input_tokens=plan.input_estimate, output_tokens=counted)
+                    if usage is None:  # the provider reported none: charge what was sent
+                        usage = TokenUsage(
+                            input_tokens=self._exact_input(plan), output_tokens=counted
+                        )
                     await self._settle(plan, usage, estimated=response.usage is None, streamed=True)
                     model_response = ModelResponse(
                         output=response.output,
@@ -488,6 +523,28 @@ class MeteredModel(Model):
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await asyncio.shield(aclose())
+
+
+_TOOL_TOKENS: dict[tuple[int, str], tuple[weakref.ref[Any], int]] = {}
+
+
+def _tool_tokens(tool: Tool | Handoff[Any, Any], encoding: str) -> int:
+    """One tool definition's tokens, cached per tool object (dropped when it is collected)."""
+    key = (id(tool), encoding)
+    cached = _TOOL_TOKENS.get(key)
+    if cached is not None and cached[0]() is tool:
+        return cached[1]
+    tokens = count_tools_with(encoding, [tool_schema(tool)])
+
+    def forget(_ref: weakref.ref[Any]) -> None:
+        _TOOL_TOKENS.pop(key, None)
+
+    try:
+        ref = weakref.ref(tool, forget)
+    except TypeError:  # not weak-referenceable: count it every time
+        return tokens
+    _TOOL_TOKENS[key] = (ref, tokens)
+    return tokens
 
 
 def _worst_nanos(input_nanos: Decimal, nanos_per_output: Decimal | None, bound: int) -> int:

@@ -65,7 +65,7 @@ def nanos_to_usd(nanos: int) -> Decimal:
 def rate_cost_nanos(tokens: int, rate_per_million: Decimal) -> Decimal:
     """Exact cost in (fractional) nano-USD of ``tokens`` at ``rate_per_million`` USD / 1M."""
     # USD/1M tokens * 1e9 nano/USD / 1e6 tokens = rate * 1000 nano per token.
-    return _CONTEXT.multiply(Decimal(tokens), _CONTEXT.multiply(rate_per_million, Decimal(1000)))
+    return _CONTEXT.multiply(Decimal(tokens), rate_per_million.scaleb(3))
 
 
 def ceil_nanos(exact: Decimal) -> int:

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from .errors import ConfigurationError
-from .runtime import add_observer, is_instrumented, remove_observer, uninstrument
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .report import RunReport
+from .runtime import add_observer, is_instrumented, remove_observer, uninstrument
 
 __all__ = ["MARKER", "AgentCosts", "record_costs"]
 

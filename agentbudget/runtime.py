@@ -11,9 +11,10 @@ what was there. Both are idempotent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,15 @@ def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) ->
         outcome = "refused" if isinstance(error, BudgetExhausted) else "tripped"
     else:
         outcome = "error"
+    scopes = SCOPES.get()
+    if (
+        error is None
+        and result is not None
+        and not (scopes or meter.guard.sinks or _observers or meter.parent is not None)
+    ):
+        # Nobody takes the report now: build it when report_of(result) first asks.
+        attach_report(result, functools.cache(meter.report))
+        return
     report = meter.report(outcome=outcome, error=error)
     if isinstance(error, AgentBudgetExceeded):
         error.report = report
@@ -193,7 +203,7 @@ def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) ->
         attach_report(result, report)
     if meter.parent is not None:
         return  # a nested run's calls are already in the enclosing run's report
-    for scope in SCOPES.get():
+    for scope in scopes:
         scope.reports.append(report)
     meter.guard.emit(report)
     for observer in list(_observers):
@@ -224,37 +234,36 @@ def _time_limit(meter: RunMeter) -> AgentBudgetExceeded:
     )
 
 
-async def _with_watchdog(meter: RunMeter, coro: Coroutine[Any, Any, Any]) -> Any:
-    """Await ``coro``; at the run's deadline cancel it and raise ``TimeLimitExceeded``.
+class _Watchdog:
+    """Cancels the current task at the run's deadline (a timer, no extra task per run), so
+    a hanging tool or model call is interrupted wherever it is awaiting."""
 
-    The current task is cancelled from a timer (no extra task per run), so a hanging tool
-    or model call is interrupted wherever it is awaiting.
-    """
-    deadline = _deadline(meter)
-    if deadline is None or meter.parent is not None:
-        return await coro
-    task = asyncio.current_task()
-    assert task is not None
-    fired = False
+    def __init__(self, meter: RunMeter, deadline: float) -> None:
+        self.meter = meter
+        self.fired = False
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        loop = asyncio.get_running_loop()
+        self.handle = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0), self._fire)
 
-    def fire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
+    @classmethod
+    def start(cls, meter: RunMeter) -> _Watchdog | None:
+        deadline = _deadline(meter)
+        if deadline is None or meter.parent is not None:
+            return None  # nested runs are covered by the enclosing run's watchdog
+        return cls(meter, deadline)
 
-    loop = asyncio.get_running_loop()
-    handle = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0), fire)
-    try:
-        return await coro
-    except BaseException:
-        if not fired:
-            raise
-        uncancel = getattr(task, "uncancel", None)
+    def _fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+    def time_limit(self) -> AgentBudgetExceeded:
+        """The error to raise instead of the cancellation this watchdog caused."""
+        uncancel = getattr(self.task, "uncancel", None)
         if uncancel is not None:  # Python 3.11+: this cancellation was ours, not the caller's
             uncancel()
-        raise _time_limit(meter) from None
-    finally:
-        handle.cancel()
+        return _time_limit(self.meter)
 
 
 async def _governed_run(
@@ -266,12 +275,19 @@ async def _governed_run(
         return await original(self, starting_agent, input, **kwargs)
     kwargs["hooks"] = MeterHooks(meter, kwargs.get("hooks"))
     token = CURRENT_RUN.set(meter)
+    watchdog = _Watchdog.start(meter)
     try:
-        result = await _with_watchdog(meter, original(self, starting_agent, input, **kwargs))
+        result = await original(self, starting_agent, input, **kwargs)
     except BaseException as exc:
+        if watchdog is not None and watchdog.fired:
+            limit = watchdog.time_limit()
+            _finish(meter, limit)
+            raise limit from None
         _finish(meter, exc)
         raise
     finally:
+        if watchdog is not None:
+            watchdog.handle.cancel()
         CURRENT_RUN.reset(token)
     _finish(meter, None, result)
     return result

@@ -26,10 +26,10 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
-from .runtime import SCOPES, instrument
 from .limits import Limits
 from .meter import Account
 from .report import RunReport
+from .runtime import SCOPES, instrument
 
 __all__ = ["BudgetScope", "budget"]
 

@@ -19,7 +19,7 @@ import gzip
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,9 +32,11 @@ __all__ = [
     "count_item",
     "count_text",
     "count_tools",
+    "count_tools_with",
     "encoding_for_model",
     "estimate_call_input",
     "get_encoding",
+    "input_upper_bound",
 ]
 
 APPROXIMATION_FACTOR = {"anthropic": 1.2, "google": 1.1, "other": 1.2}
@@ -103,6 +105,7 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     return _ENCODINGS[name]
 
 
+@functools.lru_cache(maxsize=1_024)
 def encoding_for_model(model: str) -> tuple[str, str | None]:
     """``(encoding name, approximation family or None)`` for a model name."""
     name = model.lower().rsplit("/", 1)[-1]
@@ -140,7 +143,12 @@ def _count_cached(text: str, encoding_name: str) -> int:
 
 def count_tools(model: str, tool_schemas: Sequence[dict[str, Any]]) -> int:
     """Tokens of the tool definitions sent with a call (before any approximation factor)."""
-    encoding = get_encoding(encoding_for_model(model)[0])
+    return count_tools_with(encoding_for_model(model)[0], tool_schemas)
+
+
+def count_tools_with(encoding_name: str, tool_schemas: Sequence[dict[str, Any]]) -> int:
+    """``count_tools`` with the encoding given by name."""
+    encoding = get_encoding(encoding_name)
     return sum(
         TOKENS_PER_TOOL
         + count_text(
@@ -178,10 +186,71 @@ def _text_of(item: Any) -> Iterable[str]:
     yield str(item)
 
 
-def count_item(model: str, item: Any) -> int:
-    """Tokens of one input item, with its message framing (before any approximation)."""
-    encoding = get_encoding(encoding_for_model(model)[0])
+def count_item(item: Any, encoding: tiktoken.Encoding) -> int:
+    """Tokens of one input item, with its message framing (before any approximation).
+
+    The SDK rebuilds the conversation's items on every turn; a flat item (string values
+    only) is counted once per content and cached.
+    """
+    if isinstance(item, dict):
+        flat = tuple(item.items())
+        try:
+            return _count_flat_item(flat, encoding.name)
+        except TypeError:  # a nested (unhashable) value: count it directly
+            pass
     return TOKENS_PER_MESSAGE + sum(count_text(text, encoding) for text in _text_of(item))
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _item_upper_bound(item: Any, encoding: tiktoken.Encoding) -> int:
+    """At least as many tokens as ``count_item`` counts, without tokenizing flat items."""
+    if isinstance(item, str):
+        return TOKENS_PER_MESSAGE + _utf8_len(item)
+    if isinstance(item, dict):
+        total = 0
+        for key, value in item.items():
+            if isinstance(value, str):
+                # a BPE token is at least one byte; JSON escaping at most doubles a string
+                total += 2 * (_utf8_len(key) + _utf8_len(value)) + 8
+            elif value is None or isinstance(value, bool | int | float):
+                total += 2 * _utf8_len(key) + 32
+            else:
+                return count_item(item, encoding)
+        return TOKENS_PER_MESSAGE + total + 2
+    return count_item(item, encoding)
+
+
+def input_upper_bound(
+    model: str,
+    instructions: str | None,
+    input_items: str | Sequence[Any],
+    *,
+    tool_tokens: int,
+) -> int:
+    """A cheap bound that ``estimate_call_input`` never exceeds (bytes, not tokens).
+
+    A BPE token covers at least one byte, so a text's UTF-8 length bounds its token count.
+    Used far from every limit, where the exact count would not change the decision.
+    """
+    encoding_name, family = encoding_for_model(model)
+    encoding = get_encoding(encoding_name)
+    items: Sequence[Any] = [input_items] if isinstance(input_items, str) else input_items
+    tokens = TOKENS_PER_REPLY + tool_tokens
+    if instructions:
+        tokens += TOKENS_PER_MESSAGE + _utf8_len(instructions)
+    tokens += sum(_item_upper_bound(item, encoding) for item in items)
+    if family is not None:
+        tokens = -(-int(tokens * APPROXIMATION_FACTOR[family] * 1000) // 1000)
+    return tokens
+
+
+@functools.lru_cache(maxsize=8_192)
+def _count_flat_item(flat: tuple[tuple[str, Any], ...], encoding_name: str) -> int:
+    encoding = get_encoding(encoding_name)
+    return TOKENS_PER_MESSAGE + sum(count_text(t, encoding) for t in _text_of(dict(flat)))
 
 
 def estimate_call_input(
@@ -191,12 +260,10 @@ def estimate_call_input(
     tool_schemas: Sequence[dict[str, Any]] = (),
     *,
     tool_tokens: int | None = None,
-    item_tokens: Callable[[Any], int] | None = None,
 ) -> TokenEstimate:
     """Estimate the input tokens of one LLM call: instructions, input items and tool schemas.
 
-    ``tool_tokens`` (from ``count_tools``) replaces counting ``tool_schemas`` again, and
-    ``item_tokens`` (a cached ``count_item``) counts each input item.
+    ``tool_tokens`` (from ``count_tools``) replaces counting ``tool_schemas`` again.
     """
     encoding_name, family = encoding_for_model(model)
     encoding = get_encoding(encoding_name)
@@ -204,8 +271,7 @@ def estimate_call_input(
     tokens = TOKENS_PER_REPLY
     if instructions:
         tokens += TOKENS_PER_MESSAGE + count_text(instructions, encoding)
-    count = item_tokens if item_tokens is not None else functools.partial(count_item, model)
-    tokens += sum(count(item) for item in items)
+    tokens += sum(count_item(item, encoding) for item in items)
     tokens += tool_tokens if tool_tokens is not None else count_tools(model, tool_schemas)
     if family is not None:
         factor = APPROXIMATION_FACTOR[family]

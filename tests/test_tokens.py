@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentbudget import tokens
 
@@ -50,3 +52,24 @@ def test_model_families_map_to_encodings() -> None:
 def test_special_token_text_is_counted_not_rejected() -> None:
     encoding = tokens.get_encoding("o200k_base")
     assert tokens.count_text("<|endoftext|>", encoding) > 1
+
+
+texts = st.text(max_size=300)
+flat_items = st.dictionaries(
+    st.sampled_from(["role", "content", "type", "call_id", "name", "arguments", "output", "id"]),
+    st.one_of(texts, st.integers(), st.none(), st.booleans()),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instructions=st.one_of(st.none(), texts),
+    items=st.lists(st.one_of(texts, flat_items), max_size=6),
+    model=st.sampled_from(["gpt-4o", "gpt-4-0613", "claude-sonnet-4-5", "gemini-2.5-pro"]),
+)
+def test_the_cheap_input_bound_is_never_below_the_token_count(
+    instructions: str | None, items: list[Any], model: str
+) -> None:
+    exact = tokens.estimate_call_input(model, instructions, items, tool_tokens=0).tokens
+    assert tokens.input_upper_bound(model, instructions, items, tool_tokens=0) >= exact

@@ -4,6 +4,9 @@ Run with ``nox -s bench`` or ``python tests/bench/bench_guard.py``. Each round t
 bare run and the guarded run back to back (order alternating), so machine noise hits
 both; the figure is the median of the per-round ratios.
 
+The SDK's import-time objects are frozen out of the cyclic GC (``gc.freeze()``) and a
+collection runs between rounds, so a full collection cannot land in one arm only.
+
 Scenarios (ScriptedModel, tracing off):
 - tool: one tool call, then an answer; limits on, nothing tripped.
 - stream: a streamed answer of 2,000 text deltas; limits on, nothing tripped.
@@ -12,6 +15,7 @@ Scenarios (ScriptedModel, tracing off):
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import sys
 import time
@@ -68,8 +72,14 @@ async def measure(
     for _ in range(5):  # warm up both paths (imports, encoders, caches)
         await bare()
         await guarded()
+    # The SDK's import leaves ~160k objects for the cyclic GC to walk; a full collection
+    # landing in one arm would swamp the difference. Freeze them, and collect between
+    # rounds, so both arms run under the same GC conditions.
+    gc.collect()
+    gc.freeze()
     ratios, bare_times, guard_times = [], [], []
     for r in range(rounds):
+        gc.collect()
         pair = [bare, guarded] if r % 2 == 0 else [guarded, bare]
         times = {}
         for fn in pair:
