@@ -75,10 +75,18 @@ async def test_handoff_run_is_priced_per_model_to_the_nano_dollar() -> None:
 
 
 async def test_handoff_gpt_4o_to_gpt_4o_mini_two_calls_exact_sum() -> None:
-    mini = Agent(name="mini", model=scripted_model("gpt-4o-mini", [
-        reply("bye", input_tokens=2_345, output_tokens=67, cached_input_tokens=1_024)]))
-    start = Agent(name="start", handoffs=[mini], model=scripted_model("gpt-4o", [
-        handoff_call(mini, input_tokens=1_111, output_tokens=13)]))
+    mini = Agent(
+        name="mini",
+        model=scripted_model(
+            "gpt-4o-mini",
+            [reply("bye", input_tokens=2_345, output_tokens=67, cached_input_tokens=1_024)],
+        ),
+    )
+    start = Agent(
+        name="start",
+        handoffs=[mini],
+        model=scripted_model("gpt-4o", [handoff_call(mini, input_tokens=1_111, output_tokens=13)]),
+    )
     report = ab.report_of(await ab.Guard().run(start, "hi"))
     first, second = report.calls
     assert (first.model, second.model) == ("gpt-4o", "gpt-4o-mini")

@@ -353,8 +353,11 @@ async def test_fail_open_runs_journals_and_replays_with_nothing_lost(tmp_path: P
 
 async def test_refused_and_failed_admissions_leave_no_hold_behind(env: Env) -> None:
     cheap = scripted_model("gpt-4o-mini", [])
-    b = budgets(env, ab.Allowance(per="user", window="day", tokens=5),
-                on_exhausted=[ab.Downgrade(cheap), ab.CapOutput(1), ab.Refuse("no")])
+    b = budgets(
+        env,
+        ab.Allowance(per="user", window="day", tokens=5),
+        on_exhausted=[ab.Downgrade(cheap), ab.CapOutput(1), ab.Refuse("no")],
+    )
     ab.configure(budgets=b)
     async with ab.budget(user="u", max_llm_calls=10) as scope:
         for _ in range(3):
