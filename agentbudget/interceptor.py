@@ -416,7 +416,7 @@ class MeteredModel(Model):
                 raise _limit_error(
                     plan,
                     0,
-                    f"the response was cut at the {plan.output_bound} output tokens",
+                    f"the response was cut at {plan.output_bound} output tokens",
                 )
         except AgentBudgetExceeded as exc:
             raise meter.trip(exc) from None
@@ -574,32 +574,23 @@ def _agents_usage(usage: TokenUsage) -> Any:
 
 
 def _limit_error(plan: CallPlan, uncharged_output: int, what: str) -> AgentBudgetExceeded:
-    """The error for a call whose output reached the bound agentbudget gave it.
+    """The error for a call whose output reached the bound a limit gave it.
 
     ``uncharged_output`` is output counted from a stream but not yet charged.
     """
     from .errors import CostLimitExceeded, TokenLimitExceeded
 
-    if plan.binding is None:
-        return TokenLimitExceeded(
-            f"{what}; the call's own max_tokens bound ({plan.output_bound}) was passed",
-            limit="max_tokens",
-            allowed=plan.output_bound,
-            observed=uncharged_output or plan.output_bound,
-        )
+    assert plan.binding is not None
     name, account = plan.binding
     allowed = getattr(account.limits, name)
+    shown = f"${allowed}" if name == "max_cost_usd" else f"{allowed}"
+    message = (
+        f"{account.name}: {what}; {name}={shown} left {plan.output_bound} output tokens "
+        "for this call"
+    )
     if name == "max_cost_usd":
-        return CostLimitExceeded(
-            f"{account.name}: {what}, all that max_cost_usd=${allowed} left room for",
-            limit=name,
-            allowed=allowed,
-            observed=account.cost_usd,
-        )
+        return CostLimitExceeded(message, limit=name, allowed=allowed, observed=account.cost_usd)
     used = account.output_tokens if name == "max_output_tokens" else account.total_tokens
     return TokenLimitExceeded(
-        f"{account.name}: {what}, all that {name}={allowed} left room for",
-        limit=name,
-        allowed=allowed,
-        observed=used + uncharged_output,
+        message, limit=name, allowed=allowed, observed=used + uncharged_output
     )
