@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
-import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -64,25 +61,10 @@ class Project:
         return self.pytester.runpytest_inprocess(*args)
 
 
-def _close_default_loop() -> None:
-    """``Runner.run_sync`` leaves the thread's default event loop open by design; the tests
-    here (and the in-process pytester runs) share this thread, so close it after each test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:
-            return
-    if not loop.is_running():
-        loop.close()
-    policy.set_event_loop(None)
-
-
 @pytest.fixture(autouse=True)
-def _close_sdk_loop() -> Iterator[None]:
-    yield
-    _close_default_loop()
+def _close_sdk_loop(close_sdk_loop: None) -> None:
+    """The tests here (and the in-process pytester runs) share this thread: close the
+    default event loop ``Runner.run_sync`` leaves open after each test."""
 
 
 @pytest.fixture
