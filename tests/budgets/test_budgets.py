@@ -366,3 +366,23 @@ async def test_refused_and_failed_admissions_leave_no_hold_behind(env: Env) -> N
         held = (scope.account.held_calls, scope.account.held_input, scope.account.held_nanos)
     assert held == (0, 0, 0)
     assert scope.llm_calls == 0 and cheap.calls == ()
+
+
+@pytest.mark.redis
+async def test_a_redis_server_stopped_mid_run_fails_closed_before_the_next_call() -> None:
+    server = RedisServer(require_redis_server_binary(), free_port())
+    server.start()
+    b = ab.Budgets(
+        store=server.url, allowances=[ab.Allowance(per="user", window="day", tokens=100_000)]
+    )
+    guard = ab.Guard(budgets=b)
+    try:
+        await guard.run(agent(), QUESTION, user="u")
+        server.stop()
+        after = agent()
+        with pytest.raises(ab.StoreUnavailable):
+            await guard.run(after, QUESTION, user="u")
+        assert after.model.calls == ()  # type: ignore[union-attr]
+    finally:
+        await b.close()
+        server.stop()
