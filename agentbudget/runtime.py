@@ -52,6 +52,13 @@ SCOPES: ContextVar[tuple[BudgetScope, ...]] = ContextVar("agentbudget_scopes", d
 
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
+# What the SDK had when agentbudget was imported: a run still in flight when
+# uninstrument() is called keeps working with these.
+_sdk: dict[str, Any] = {
+    "run": AgentRunner.__dict__["run"],
+    "run_streamed": AgentRunner.__dict__["run_streamed"],
+    "get_model": run_loop.get_model,
+}
 _observers: list[Callable[[RunReport], None]] = []
 
 
@@ -118,7 +125,7 @@ def model_name(agent: Agent[Any], run_config: RunConfig | None, model: Model | N
 
 
 def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
-    model: Model = _originals["get_model"](agent, run_config)
+    model: Model = _originals.get("get_model", _sdk["get_model"])(agent, run_config)
     meter = CURRENT_RUN.get()
     if meter is None or isinstance(model, MeteredModel):
         return model
@@ -269,7 +276,7 @@ class _Watchdog:
 async def _governed_run(
     self: AgentRunner, starting_agent: Agent[Any], input: Any, **kwargs: Any
 ) -> Any:
-    original = _originals["run"]
+    original = _originals.get("run", _sdk["run"])
     meter = _begin(starting_agent, kwargs)
     if meter is None:
         return await original(self, starting_agent, input, **kwargs)
@@ -296,7 +303,7 @@ async def _governed_run(
 def _governed_run_streamed(
     self: AgentRunner, starting_agent: Agent[Any], input: Any, **kwargs: Any
 ) -> Any:
-    original = _originals["run_streamed"]
+    original = _originals.get("run_streamed", _sdk["run_streamed"])
     meter = _begin(starting_agent, kwargs)
     if meter is None:
         return original(self, starting_agent, input, **kwargs)

@@ -303,3 +303,23 @@ async def test_empty_user_id_is_rejected() -> None:
     main, _ = handoff_agents()
     with pytest.raises(ab.ConfigurationError, match="user"):
         await ab.Guard().run(main, "hi", user="")
+
+
+async def test_uninstrument_while_a_run_is_in_flight_lets_it_finish() -> None:
+    import asyncio
+
+    from agents.testing import ModelStep
+
+    release = asyncio.Event()
+
+    async def slow(_call: Any) -> Any:
+        await release.wait()
+        return reply("done", input_tokens=10, output_tokens=5)
+
+    agent = Agent(name="a", model=scripted_model("gpt-4o", [ModelStep.respond(slow)]))
+    task = asyncio.ensure_future(ab.Guard().run(agent, "hi"))
+    await asyncio.sleep(0.01)
+    ab.uninstrument()
+    release.set()
+    result = await task
+    assert ab.report_of(result).calls[0].output_tokens == 5
