@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agents import Model
+from cachetools import LRUCache
 
 from .errors import BudgetExhausted, ConfigurationError, StoreUnavailable
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
@@ -319,7 +320,8 @@ class Budgets:
                 )
             inner = JournalingStore(inner, journal)
         self.store: BudgetStore = inner
-        self._alerted: set[str] = set()
+        # counters that already alerted this window (bounded: old windows fall out)
+        self._alerted: LRUCache[str, bool] = LRUCache(maxsize=100_000)
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -519,7 +521,9 @@ class Budgets:
                     raise ConfigurationError("an unpriced call cannot settle a dollar allowance")
                 actual.append(nanos)
         await self.store.settle(reservation.reservation_id, actual)
-        await self._check_soft(reservation)
+        if any(a.soft is not None for a in reservation.allowances):
+            # off the call path: the check reads the counters (one round trip each)
+            self._spawn(self._check_soft(reservation))
 
     async def _check_soft(self, reservation: Reservation) -> None:
         for index, charge in enumerate(reservation.charges):
@@ -530,8 +534,8 @@ class Budgets:
                 state = await self.store.state(charge.key)
             except StoreUnavailable:
                 return  # alerts wait for the store; the spend itself is settled or journaled
-            if state.spent >= allowance.soft * charge.limit:
-                self._alerted.add(charge.key)
+            if state.spent >= allowance.soft * charge.limit and charge.key not in self._alerted:
+                self._alerted[charge.key] = True
                 alert = BudgetAlert(
                     allowance=allowance,
                     subject=reservation.subjects[index],
@@ -579,7 +583,14 @@ class Budgets:
             for unit, _limit in allowance.limits():
                 await self.store.reset(counter_key(allowance, subject, window, unit))
 
+    async def drain(self) -> None:
+        """Wait for background work (soft-threshold checks, releases) to finish."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     async def close(self) -> None:
+        """Finish background work and close the store."""
+        await self.drain()
         await self.store.close()
 
 

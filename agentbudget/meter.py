@@ -23,6 +23,7 @@ from agents.items import ModelResponse, TResponseInputItem
 
 from .errors import (
     AgentBudgetExceeded,
+    BudgetExhausted,
     CostLimitExceeded,
     LLMCallLimitExceeded,
     TimeLimitExceeded,
@@ -317,7 +318,8 @@ class RunMeter:
         for meter in self.chain():
             if meter.tripped is None:
                 meter.tripped = exc
-        exc.report = self.report(outcome="refused" if _is_refusal(exc) else "tripped", error=exc)
+        outcome = "refused" if isinstance(exc, BudgetExhausted) else "tripped"
+        exc.report = self.report(outcome=outcome, error=exc)
         return exc
 
     def report(
@@ -351,12 +353,6 @@ class RunMeter:
             tripped_limit=tripped_limit,
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
-
-
-def _is_refusal(exc: BaseException) -> bool:
-    from .errors import BudgetExhausted
-
-    return isinstance(exc, BudgetExhausted)
 
 
 class MeterHooks(RunHooks[Any]):
@@ -400,12 +396,12 @@ class MeterHooks(RunHooks[Any]):
         meter = self.meter
         if meter.tripped is not None:
             raise meter.tripped
-        for account in meter.accounts:
-            account.check_time()
-            try:
+        try:
+            for account in meter.accounts:
+                account.check_time()
                 account.check_tools(1)
-            except AgentBudgetExceeded as exc:
-                raise meter.trip(exc) from None
+        except AgentBudgetExceeded as exc:
+            raise meter.trip(exc) from None
         meter.record_tool(getattr(tool, "name", type(tool).__name__))
         if self.user_hooks is not None:
             await self.user_hooks.on_tool_start(context, agent, tool)

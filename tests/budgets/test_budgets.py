@@ -249,6 +249,7 @@ async def test_soft_threshold_alerts_once_per_window(
     with caplog.at_level(logging.WARNING, logger="agentbudget"):
         for _ in range(4):
             await guard.run(agent(), QUESTION, user="u")
+            await b.drain()
     assert len(alerts) == 1 and alerts[0].spent == per_run * 2
     assert "budget alert" in caplog.text and "50%" in str(alerts[0])
 
@@ -386,3 +387,19 @@ async def test_a_redis_server_stopped_mid_run_fails_closed_before_the_next_call(
     finally:
         await b.close()
         server.stop()
+
+
+async def test_concurrent_runs_crossing_the_soft_threshold_alert_once(env: Env) -> None:
+    import asyncio
+
+    per_run = est() + 100
+    alerts: list[ab.BudgetAlert] = []
+    b = budgets(
+        env,
+        ab.Allowance(per="global", window="day", tokens=per_run * 40, soft=0.25),
+        on_alert=alerts.append,
+    )
+    guard = ab.Guard(budgets=b)
+    await asyncio.gather(*(guard.run(agent(), QUESTION) for _ in range(30)))
+    await b.drain()
+    assert len(alerts) == 1 and alerts[0].spent >= per_run * 10
