@@ -353,8 +353,13 @@ class MeteredModel(Model):
     ) -> None:
         release(plan.hold)
         nanos: int | None = None
+        unpriced: UnknownModelError | None = None
         if plan.price is not None:
-            nanos = plan.price.cost_nanos(usage, model=plan.model_name)
+            try:
+                nanos = plan.price.cost_nanos(usage, model=plan.model_name)
+            except UnknownModelError as exc:  # a bucket without a rate: never $0
+                unpriced = exc
+                logger.warning("agentbudget: call recorded as unpriced: %s", exc)
         call = LLMCallCost.model_construct(
             agent=self.agent.name,
             model=plan.model_name,
@@ -373,9 +378,13 @@ class MeteredModel(Model):
         if plan.reservation is not None:
             budgets = self.meter.guard.budgets
             assert budgets is not None
-            # settled in its own task: a cancellation of the run cannot cut it short
-            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, nanos))
+            # an unpriceable call settles at its reserved worst case, never at $0; it is
+            # settled in its own task, so a cancellation of the run cannot cut it short
+            settled = plan.worst_nanos if unpriced is not None else nanos
+            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, settled))
             await asyncio.shield(task)
+        if unpriced is not None and self.meter.needs_prices():
+            raise unpriced  # dollars are limited and this call cannot be priced: stop
 
     def _exact_input(self, plan: CallPlan) -> int:
         """The tiktoken estimate of the call's input (the plan may hold an upper bound)."""

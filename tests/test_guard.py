@@ -323,3 +323,26 @@ async def test_uninstrument_while_a_run_is_in_flight_lets_it_finish() -> None:
     release.set()
     result = await task
     assert ab.report_of(result).calls[0].output_tokens == 5
+
+
+async def test_a_bucket_without_a_rate_is_recorded_unpriced_never_free(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # gpt-4o-2024-05-13 has no cached-input rate; the provider reports cached tokens
+    def agent() -> Agent[Any]:
+        return Agent(
+            name="a",
+            model=scripted_model(
+                "gpt-4o-2024-05-13",
+                [reply("x", input_tokens=1_000, output_tokens=10, cached_input_tokens=500)],
+            ),
+        )
+
+    with caplog.at_level(logging.WARNING, logger="agentbudget"):
+        report = ab.report_of(await ab.Guard().run(agent(), "hi"))
+    assert report.calls[0].cost_usd is None and report.unpriced_calls == 1
+    assert "cached_input" in caplog.text
+    # under a dollar limit the run stops instead, with the call in its report
+    with pytest.raises(ab.UnknownModelError) as info:
+        await ab.Guard(limits=ab.Limits(max_cost_usd="1")).run(agent(), "hi")
+    assert "cached_input" in str(info.value)

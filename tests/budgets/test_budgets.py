@@ -403,3 +403,23 @@ async def test_concurrent_runs_crossing_the_soft_threshold_alert_once(env: Env) 
     await asyncio.gather(*(guard.run(agent(), QUESTION) for _ in range(30)))
     await b.drain()
     assert len(alerts) == 1 and alerts[0].spent >= per_run * 10
+
+
+async def test_an_unpriceable_call_settles_its_worst_case_not_zero(env: Env) -> None:
+    b = budgets(env, ab.Allowance(per="user", window="day", usd="1"))
+    model_agent = Agent(
+        name="a",
+        model=scripted_model(
+            "gpt-4o-2024-05-13",
+            [  # no cached-input rate
+                reply("x", input_tokens=1_000, output_tokens=10, cached_input_tokens=500)
+            ],
+        ),
+        model_settings=ModelSettings(max_tokens=100),
+    )
+    with pytest.raises(ab.UnknownModelError):
+        await ab.Guard(budgets=b).run(model_agent, QUESTION, user="u")
+    (row,) = await b.spend(user="u")
+    # the reserved worst case: the estimated input and 100 output tokens at $5 / $15 per 1M
+    assert row.spent == est() * 5_000 + 100 * 15_000
+    assert row.reserved == 0
