@@ -28,10 +28,9 @@ from agents.models.interface import ModelTracing
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
 from .errors import AgentBudgetError, AgentBudgetExceeded, ConfigurationError, UnknownModelError
-from .meter import MIN_OUTPUT_TOKENS, Account, Hold, RunMeter, hold, release
-from .money import ceil_nanos, nanos_to_usd, rate_cost_nanos
+from .meter import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, RunMeter, hold, release
+from .money import ceil_nanos, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
-from .report import LLMCallCost
 from .tokens import (
     count_text,
     count_tools_with,
@@ -360,21 +359,22 @@ class MeteredModel(Model):
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
-        call = LLMCallCost.model_construct(
-            agent=self.agent.name,
-            model=plan.model_name,
-            price_key=plan.price_key,
-            input_tokens=usage.input_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=None if nanos is None else nanos_to_usd(nanos),
-            estimated=estimated,
-            streamed=streamed,
-            degraded=plan.degraded,
+        self.meter.record_call(
+            CallRecord(
+                self.agent.name,
+                plan.model_name,
+                plan.price_key,
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                nanos,
+                estimated,
+                streamed,
+                plan.degraded,
+            )
         )
-        self.meter.record_call(call, nanos)
         if plan.reservation is not None:
             budgets = self.meter.guard.budgets
             assert budgets is not None

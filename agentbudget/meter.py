@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agents import Agent, RunContextWrapper, RunHooks, Tool
 from agents.items import ModelResponse, TResponseInputItem
@@ -41,6 +41,39 @@ __all__ = ["Account", "Hold", "MeterHooks", "RunMeter"]
 
 MIN_OUTPUT_TOKENS = 16
 """The smallest output bound a call is sent with (OpenAI rejects ``max_output_tokens`` < 16)."""
+
+
+class CallRecord(NamedTuple):
+    """One LLM request as the meter records it (an ``LLMCallCost`` is built on demand)."""
+
+    agent: str
+    model: str
+    price_key: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    nanos: int | None
+    estimated: bool
+    streamed: bool
+    degraded: str | None
+
+    def to_cost(self) -> LLMCallCost:
+        return LLMCallCost.model_construct(
+            agent=self.agent,
+            model=self.model,
+            price_key=self.price_key,
+            input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            output_tokens=self.output_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            cost_usd=None if self.nanos is None else nanos_to_usd(self.nanos),
+            estimated=self.estimated,
+            streamed=self.streamed,
+            degraded=self.degraded,
+        )
 
 
 @dataclass
@@ -234,15 +267,15 @@ class Account:
             self.held_output += sign * hold.output_tokens
             self.held_nanos += sign * hold.nanos
 
-    def charge(self, call: LLMCallCost, nanos: int | None) -> None:
+    def charge(self, call: CallRecord) -> None:
         with self._lock:
             self.llm_calls += 1
             self.input_tokens += call.input_tokens
             self.output_tokens += call.output_tokens
-            if nanos is None:
+            if call.nanos is None:
                 self.unpriced_calls += 1
             else:
-                self.cost_nanos += nanos
+                self.cost_nanos += call.nanos
 
     def count_tool(self) -> None:
         with self._lock:
@@ -277,7 +310,7 @@ class RunMeter:
     team: str | None = None
     parent: RunMeter | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    calls: list[LLMCallCost] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
     tool_names: list[str] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     t0: float = field(default_factory=time.monotonic)
@@ -300,10 +333,10 @@ class RunMeter:
             meter = meter.parent
         return meters
 
-    def record_call(self, call: LLMCallCost, nanos: int | None) -> None:
+    def record_call(self, call: CallRecord) -> None:
         """Charge a priced (or unpriced) call to every account and every run in the chain."""
         for account in self.accounts:
-            account.charge(call, nanos)
+            account.charge(call)
         for meter in self.chain():
             meter.calls.append(call)
 
@@ -325,10 +358,9 @@ class RunMeter:
     def report(
         self, *, outcome: str = "completed", error: BaseException | None = None
     ) -> RunReport:
-        calls = tuple(self.calls)
-        priced = [c.cost_usd for c in calls if c.cost_usd is not None]
-        input_tokens = sum(c.input_tokens for c in calls)
-        output_tokens = sum(c.output_tokens for c in calls)
+        records = tuple(self.calls)
+        input_tokens = sum(c.input_tokens for c in records)
+        output_tokens = sum(c.output_tokens for c in records)
         duration = self.finished_duration
         if duration is None:
             duration = time.monotonic() - self.t0
@@ -338,14 +370,14 @@ class RunMeter:
             user=self.user,
             team=self.team,
             agent=self.agent_name,
-            calls=calls,
+            calls=tuple(c.to_cost() for c in records),
             tool_calls=len(self.tool_names),
             tool_names=tuple(self.tool_names),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
-            cost_usd=sum(priced, Decimal(0)),
-            unpriced_calls=sum(1 for c in calls if c.cost_usd is None),
+            cost_usd=nanos_to_usd(sum(c.nanos for c in records if c.nanos is not None)),
+            unpriced_calls=sum(1 for c in records if c.nanos is None),
             duration_s=round(duration, 6),
             started_at=self.started_at,
             route=self.route,

@@ -11,7 +11,6 @@ what was there. Both are idempotent.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -201,7 +200,7 @@ def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) ->
         and not (scopes or meter.guard.sinks or _observers or meter.parent is not None)
     ):
         # Nobody takes the report now: build it when report_of(result) first asks.
-        attach_report(result, functools.cache(meter.report))
+        attach_report(result, _lazy(meter))
         return
     report = meter.report(outcome=outcome, error=error)
     if isinstance(error, AgentBudgetExceeded):
@@ -215,6 +214,18 @@ def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) ->
     meter.guard.emit(report)
     for observer in list(_observers):
         observer(report)
+
+
+def _lazy(meter: RunMeter) -> Callable[[], RunReport]:
+    """A completed run's report, built on first use and kept."""
+    built: list[RunReport] = []
+
+    def report() -> RunReport:
+        if not built:
+            built.append(meter.report())
+        return built[0]
+
+    return report
 
 
 def _deadline(meter: RunMeter) -> float | None:
