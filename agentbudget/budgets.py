@@ -475,10 +475,10 @@ class Budgets:
         available = result.available
         if unit == "tokens":
             return available - plan.input_estimate
-        if plan.nanos_per_output is None or plan.nanos_per_output == 0:
+        if not plan.pico_per_output:
             return None
-        room = Decimal(available) - plan.input_nanos
-        return int(room // plan.nanos_per_output) if room > 0 else 0
+        room = available * 1000 - plan.input_pico
+        return room // plan.pico_per_output if room > 0 else 0
 
     def _exhausted(
         self, reservation: Reservation, result: ReserveResult, *, refusal: str | None

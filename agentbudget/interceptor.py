@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -29,7 +28,6 @@ from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
 from .errors import AgentBudgetError, AgentBudgetExceeded, ConfigurationError, UnknownModelError
 from .meter import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, RunMeter, hold, release
-from .money import ceil_nanos, rate_cost_nanos
 from .pricing import ModelPrice, TokenUsage
 from .tokens import (
     count_text,
@@ -122,8 +120,8 @@ class _Measure:
     price_key: str | None
     price: ModelPrice | None
     input_tokens: int
-    input_nanos: Decimal
-    per_output: Decimal | None
+    input_pico: int
+    pico_per_output: int | None
     bound: int
     binding: tuple[str, Account] | None
 
@@ -140,8 +138,9 @@ class CallPlan:
     input_estimate: int
     """The input held for the call: exact (tiktoken) or, far from limits, an upper bound."""
     input_exact: bool
-    input_nanos: Decimal
-    nanos_per_output: Decimal | None
+    input_pico: int
+    """The input's worst-case cost in pico-USD (1e-12), at the uncached rate."""
+    pico_per_output: int | None
     output_bound: int
     binding: tuple[str, Account] | None
     """The limit (and its account) that bounded the output, when agentbudget lowered it."""
@@ -155,7 +154,7 @@ class CallPlan:
 
     @property
     def worst_nanos(self) -> int:
-        return _worst_nanos(self.input_nanos, self.nanos_per_output, self.output_bound)
+        return _worst_nanos(self.input_pico, self.pico_per_output, self.output_bound)
 
 
 class MeteredModel(Model):
@@ -282,7 +281,7 @@ class MeteredModel(Model):
             or output_cap is not None
         ):
             settings = dataclasses.replace(settings, max_tokens=bound)
-        worst = _worst_nanos(measured.input_nanos, measured.per_output, bound)
+        worst = _worst_nanos(measured.input_pico, measured.pico_per_output, bound)
         held = hold(meter.accounts, measured.input_tokens, bound, worst)
         return CallPlan(
             inner=inner,
@@ -291,8 +290,8 @@ class MeteredModel(Model):
             price=measured.price,
             input_estimate=measured.input_tokens,
             input_exact=exact,
-            input_nanos=measured.input_nanos,
-            nanos_per_output=measured.per_output,
+            input_pico=measured.input_pico,
+            pico_per_output=measured.pico_per_output,
             output_bound=bound,
             binding=measured.binding,
             hold=held,
@@ -314,22 +313,22 @@ class MeteredModel(Model):
         bound = request.settings.max_tokens
         if bound is None:
             bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
-        input_nanos = Decimal(0)
-        per_output: Decimal | None = None
+        input_pico = 0
+        per_output: int | None = None
         if price is not None:
-            rates = price.rates_for(input_tokens)
-            input_nanos = rate_cost_nanos(input_tokens, rates.input)
-            per_output = rate_cost_nanos(1, max(rates.output, rates.reasoning or rates.output))
+            pico_rates = price.rates_for(input_tokens).pico_rates()[0]
+            input_pico = input_tokens * pico_rates["input"]
+            per_output = max(pico_rates["output"], pico_rates.get("reasoning", 0))
         room: tuple[int, str, Account] | None = None
         for account in self.meter.accounts:
-            account_room = account.output_room(input_tokens, input_nanos, per_output)
+            account_room = account.output_room(input_tokens, input_pico, per_output)
             if account_room is not None and (room is None or account_room[0] < room[0]):
                 room = (*account_room, account)
         binding: tuple[str, Account] | None = None
         if room is not None and room[0] < bound:
             bound = max(room[0], MIN_OUTPUT_TOKENS)
             binding = (room[1], room[2])
-        return _Measure(price_key, price, input_tokens, input_nanos, per_output, bound, binding)
+        return _Measure(price_key, price, input_tokens, input_pico, per_output, bound, binding)
 
     def release(self, plan: CallPlan) -> None:
         """Drop a plan's holds (it will not be sent)."""
@@ -556,9 +555,9 @@ def _tool_tokens(tool: Tool | Handoff[Any, Any], encoding: str) -> int:
     return tokens
 
 
-def _worst_nanos(input_nanos: Decimal, nanos_per_output: Decimal | None, bound: int) -> int:
-    """The most a call can cost: its input, and its whole output bound."""
-    return ceil_nanos(input_nanos + (nanos_per_output or Decimal(0)) * bound)
+def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:
+    """The most a call can cost, in whole nano-USD: its input, and its whole output bound."""
+    return -(-(input_pico + (pico_per_output or 0) * bound) // 1000)
 
 
 def _usage_of(response: ModelResponse) -> TokenUsage:

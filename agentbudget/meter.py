@@ -31,7 +31,7 @@ from .errors import (
     ToolCallLimitExceeded,
 )
 from .limits import Limits
-from .money import ceil_nanos, nanos_to_usd
+from .money import nanos_to_usd
 from .report import LLMCallCost, Route, RunReport
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class Account:
             )
 
     def output_room(
-        self, input_tokens: int, input_nanos: Decimal, nanos_per_output_token: Decimal | None
+        self, input_tokens: int, input_pico: int, pico_per_output_token: int | None
     ) -> tuple[int, str] | None:
         """How many output tokens a call with this input may produce here, and the limit that
         bounds them (None: unbounded).
@@ -196,19 +196,17 @@ class Account:
                     )
                 if room is None or left < room[0]:
                     room = (left, "max_output_tokens")
-            if lim.max_cost_nanos is not None and nanos_per_output_token is not None:
-                left_nanos = (
-                    Decimal(lim.max_cost_nanos - self.cost_nanos - self.held_nanos) - input_nanos
-                )
+            if lim.max_cost_nanos is not None and pico_per_output_token is not None:
+                left_pico = (
+                    lim.max_cost_nanos - self.cost_nanos - self.held_nanos
+                ) * 1000 - input_pico
                 affordable = (
-                    int(left_nanos // nanos_per_output_token)
-                    if nanos_per_output_token > 0
-                    else None
+                    left_pico // pico_per_output_token if pico_per_output_token > 0 else None
                 )
-                if left_nanos < 0 or (affordable is not None and affordable < MIN_OUTPUT_TOKENS):
+                if left_pico < 0 or (affordable is not None and affordable < MIN_OUTPUT_TOKENS):
                     observed = nanos_to_usd(self.cost_nanos + self.held_nanos)
                     least = nanos_to_usd(
-                        ceil_nanos(input_nanos + nanos_per_output_token * MIN_OUTPUT_TOKENS)
+                        -(-(input_pico + pico_per_output_token * MIN_OUTPUT_TOKENS) // 1000)
                     )
                     raise CostLimitExceeded(
                         f"{self.name}: the next LLM call (~{input_tokens} input tokens, at least "

@@ -14,6 +14,7 @@ without a rate is an error, never $0.
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import functools
 import json
@@ -25,7 +26,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agents.usage import Usage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError, UnknownModelError
 from .money import ceil_nanos, nanos_to_usd, parse_usd, rate_cost_nanos
@@ -58,6 +67,31 @@ class _Rates(BaseModel):
     """A separate rate for reasoning tokens; None when they bill as output."""
 
     _validate_rates = field_validator(*_RATE_FIELDS, mode="before")(_rate)
+    _pico: dict[str, int] = PrivateAttr(default_factory=dict)
+    _pico_exact: bool = PrivateAttr(default=True)
+
+    def model_post_init(self, _context: Any) -> None:
+        # Rates as integer pico-USD (1e-12) per token: USD per 1M tokens x 1e6. Exact for
+        # rates with up to six decimals (every published rate); others round up here and
+        # are billed through Decimal.
+        for name in _RATE_FIELDS:
+            rate = getattr(self, name)
+            if rate is not None:
+                scaled = rate.scaleb(6)
+                whole = int(scaled.to_integral_value(rounding=decimal.ROUND_CEILING))
+                self._pico[name] = whole
+                if whole != scaled:
+                    self._pico_exact = False
+
+    def pico(self, name: str) -> int | None:
+        """A rate in integer pico-USD per token (rounded up), or None when absent."""
+        return self._pico.get(name)
+
+    def pico_rates(self) -> tuple[dict[str, int], bool]:
+        """Every present rate in pico-USD per token, and whether they are all exact."""
+        private = self.__pydantic_private__  # direct: pydantic's __getattr__ is slow
+        assert private is not None
+        return private["_pico"], private["_pico_exact"]
 
     def _present(self) -> frozenset[str]:
         return frozenset(name for name in _RATE_FIELDS if getattr(self, name) is not None)
@@ -110,6 +144,8 @@ class ModelPrice(_Rates):
     def cost_nanos(self, usage: TokenUsage, *, model: str = "this model") -> int:
         """The cost of one request in whole nano-USD, rounded up."""
         rates = self.rates_for(usage.input_tokens)
+        pico_rates, pico_exact = rates.pico_rates()
+        pico = 0
         exact = Decimal(0)
         for bucket, tokens in usage.buckets(separate_reasoning=rates.reasoning is not None):
             if tokens == 0:
@@ -123,7 +159,12 @@ class ModelPrice(_Rates):
                         f"'{bucket}' to its price entry"
                     ),
                 )
-            exact += rate_cost_nanos(tokens, rate)
+            if pico_exact:
+                pico += tokens * pico_rates[bucket]
+            else:
+                exact += rate_cost_nanos(tokens, rate)
+        if pico_exact:
+            return -(-pico // 1000)  # pico-USD to whole nano-USD, rounded up
         return ceil_nanos(exact)
 
     def cost(self, usage: TokenUsage | Usage) -> Decimal:

@@ -201,7 +201,10 @@ def count_item(item: Any, encoding: tiktoken.Encoding) -> int:
     return TOKENS_PER_MESSAGE + sum(count_text(text, encoding) for text in _text_of(item))
 
 
-def _utf8_len(text: str) -> int:
+def _utf8_len(text: object) -> int:
+    if text.__class__ is not str:
+        return len(str(text).encode("utf-8"))
+    assert isinstance(text, str)
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
@@ -212,9 +215,11 @@ def _item_upper_bound(item: Any, encoding: tiktoken.Encoding) -> int:
     if isinstance(item, dict):
         total = 0
         for key, value in item.items():
-            if isinstance(value, str):
+            if value.__class__ is str:
                 # a BPE token is at least one byte; JSON escaping at most doubles a string
-                total += 2 * (_utf8_len(key) + _utf8_len(value)) + 8
+                size = len(value) if value.isascii() else len(value.encode("utf-8"))
+                key_size = len(key) if key.__class__ is str and key.isascii() else _utf8_len(key)
+                total += 2 * (size + key_size) + 8
             elif value is None or isinstance(value, bool | int | float):
                 total += 2 * _utf8_len(key) + 32
             else:

@@ -282,3 +282,12 @@ def test_cost_is_invariant_to_how_tokens_are_split(
     whole = one(*(sum(p[k] for p in parts) for k in range(3)))
     split = sum(TABLE.cost(model, one(*p)) for p in parts)
     assert split == TABLE.cost(model, whole)
+
+
+def test_rates_finer_than_a_pico_dollar_per_token_are_still_exact() -> None:
+    # $0.0000001 per 1M tokens is 0.1 pico-dollar a token: billed through Decimal, exactly
+    price = ab.ModelPrice(input="0.0000001", output="0.0000003")
+    assert price.cost_nanos(ab.TokenUsage(input_tokens=10_000)) == 1
+    assert price.cost_nanos(ab.TokenUsage(input_tokens=10_001)) == 2
+    assert price.cost_nanos(ab.TokenUsage(input_tokens=10_000, output_tokens=10_000)) == 4
+    assert price.pico("input") == 1  # rounded up where only a bound is needed

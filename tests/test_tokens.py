@@ -56,7 +56,10 @@ def test_special_token_text_is_counted_not_rejected() -> None:
 
 texts = st.text(max_size=300)
 flat_items = st.dictionaries(
-    st.sampled_from(["role", "content", "type", "call_id", "name", "arguments", "output", "id"]),
+    st.one_of(
+        st.sampled_from(["role", "content", "type", "call_id", "name", "arguments", "output"]),
+        st.text(min_size=1, max_size=12),
+    ),
     st.one_of(texts, st.integers(), st.none(), st.booleans()),
     max_size=6,
 )
