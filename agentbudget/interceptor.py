@@ -26,7 +26,14 @@ from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
-from .errors import AgentBudgetError, AgentBudgetExceeded, ConfigurationError, UnknownModelError
+from .errors import (
+    AgentBudgetError,
+    AgentBudgetExceeded,
+    ConfigurationError,
+    CostLimitExceeded,
+    TokenLimitExceeded,
+    UnknownModelError,
+)
 from .meter import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, RunMeter, hold, release
 from .pricing import ModelPrice, TokenUsage
 from .tokens import (
@@ -586,8 +593,6 @@ def _limit_error(plan: CallPlan, uncharged_output: int, what: str) -> AgentBudge
 
     ``uncharged_output`` is output counted from a stream but not yet charged.
     """
-    from .errors import CostLimitExceeded, TokenLimitExceeded
-
     assert plan.binding is not None
     name, account = plan.binding
     allowed = getattr(account.limits, name)

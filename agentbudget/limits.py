@@ -77,13 +77,6 @@ class Limits:
                 raise ConfigurationError(f"max_seconds must be positive and finite, got {seconds}")
             object.__setattr__(self, "max_seconds", seconds)
 
-    @property
-    def is_empty(self) -> bool:
-        """True when no limit is set."""
-        return all(
-            getattr(self, name) is None for name in (*_COUNT_FIELDS, "max_cost_usd", "max_seconds")
-        )
-
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Limits:
         """Build limits from keyword arguments, naming any unknown keyword."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from agents import Agent
@@ -202,11 +202,6 @@ def long_stream(
         )
 
     return ModelStep.stream(events)
-
-
-def steps(items: Sequence[ModelStep]) -> list[ModelStep]:
-    """A list of steps (for readability in tests)."""
-    return list(items)
 
 
 # -- agents with a known cost (for cost tests) -----------------------------------------------
