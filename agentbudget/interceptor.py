@@ -208,9 +208,8 @@ class MeteredModel(Model):
         return sum(_tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
 
     def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
-        prices = self.meter.guard.prices
         try:
-            key = prices.resolve(name)
+            return self.meter.guard.prices.lookup(name)
         except UnknownModelError:
             if self.meter.needs_prices():
                 raise
@@ -222,7 +221,6 @@ class MeteredModel(Model):
                     name,
                 )
             return None, None
-        return key, prices.get(name)
 
     def resolve(self, model: str | Model) -> tuple[Model, str]:
         """The ``Model`` and price name for a ``Downgrade`` target."""

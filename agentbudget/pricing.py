@@ -463,11 +463,19 @@ class PriceTable:
         Raises:
             UnknownModelError: when the model is unknown and there is no fallback.
         """
+        return self.lookup(model)[1]
+
+    def lookup(self, model: str) -> tuple[str, ModelPrice]:
+        """The price key ``model`` resolves to and its price, in one resolution.
+
+        Raises:
+            UnknownModelError: when the model is unknown and there is no fallback.
+        """
         key = self.resolve(model)
         if key == "*":
             assert self.fallback is not None
-            return self.fallback
-        return self._models[key]
+            return key, self.fallback
+        return key, self._models[key]
 
     def cost_nanos(self, model: str, usage: TokenUsage | Usage) -> int:
         """Exact cost in whole nano-USD, rounded up per request."""
