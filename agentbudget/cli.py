@@ -32,13 +32,10 @@ def cmd_prices(args: argparse.Namespace) -> int:
     for name, price in sorted(table.models().items()):
         if args.pattern is None or _matches(args.pattern, [name, *table.aliases_of(name)]):
             rows.append((name, price))
-    if (
-        args.pattern
-        and args.pattern.lower() in table
-        and not any(name == table.resolve(args.pattern) for name, _ in rows)
-    ):
-        key = table.resolve(args.pattern)
-        rows.append((key, table.get(args.pattern)))
+    if args.pattern and args.pattern.lower() in table:  # a prefixed name resolves too
+        key, price = table.lookup(args.pattern)
+        if all(name != key for name, _ in rows):
+            rows.append((key, price))
     if not rows:
         print(f"no model matches {args.pattern!r}", file=sys.stderr)
         return 1
