@@ -64,12 +64,6 @@ class Guard:
             if not callable(getattr(sink, "record", None)):
                 raise ConfigurationError(f"sink {sink!r} has no record(report) method")
 
-    def needs_prices(self) -> bool:
-        """True when every model must be priced (a dollar limit or allowance applies)."""
-        return self.limits.max_cost_nanos is not None or (
-            self.budgets is not None and self.budgets.needs_prices
-        )
-
     def emit(self, report: RunReport) -> None:
         """Send a report to every sink; a failing sink is logged, the others still run."""
         for sink in self.sinks:

@@ -468,7 +468,9 @@ class MeteredModel(Model):
         except BaseException:
             await self._settle_failed(plan, 0, streamed=False)
             raise
-        await self._settle(plan, _usage_of(response), estimated=False, streamed=False)
+        await self._settle(
+            plan, TokenUsage.from_agents_usage(response.usage), estimated=False, streamed=False
+        )
         self._after_response(plan, response, handoffs)
         return response
 
@@ -563,10 +565,6 @@ def _tool_tokens(tool: Tool | Handoff[Any, Any], encoding: str) -> int:
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:
     """The most a call can cost, in whole nano-USD: its input, and its whole output bound."""
     return -(-(input_pico + (pico_per_output or 0) * bound) // 1000)
-
-
-def _usage_of(response: ModelResponse) -> TokenUsage:
-    return TokenUsage.from_agents_usage(response.usage)
 
 
 def _response_usage(usage: Any) -> TokenUsage | None:

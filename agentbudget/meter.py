@@ -131,12 +131,17 @@ class Account:
     def check_time(self) -> None:
         seconds = self.limits.max_seconds
         if seconds is not None and self.elapsed() >= seconds:
-            raise TimeLimitExceeded(
-                f"{self.name}: ran {self.elapsed():.2f}s, max_seconds={seconds:g}",
-                limit="max_seconds",
-                allowed=seconds,
-                observed=round(self.elapsed(), 3),
-            )
+            raise self.time_exceeded()
+
+    def time_exceeded(self) -> TimeLimitExceeded:
+        """The error for this account's ``max_seconds``, with the time elapsed so far."""
+        elapsed = self.elapsed()
+        return TimeLimitExceeded(
+            f"{self.name}: ran {elapsed:.2f}s, max_seconds={self.limits.max_seconds:g}",
+            limit="max_seconds",
+            allowed=self.limits.max_seconds,
+            observed=round(elapsed, 3),
+        )
 
     def output_room(
         self, input_tokens: int, input_pico: int, pico_per_output_token: int | None
@@ -319,7 +324,8 @@ class RunMeter:
 
     def needs_prices(self) -> bool:
         """True when every call must be priced: a dollar limit or allowance applies."""
-        return self.guard.needs_prices() or any(
+        budgets = self.guard.budgets
+        return (budgets is not None and budgets.needs_prices) or any(
             a.limits.max_cost_nanos is not None for a in self.accounts
         )
 

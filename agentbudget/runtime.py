@@ -23,7 +23,7 @@ from agents.models import get_default_model
 from agents.run import AgentRunner
 from agents.run_internal import run_loop
 
-from .errors import AgentBudgetExceeded, BudgetExhausted, TimeLimitExceeded
+from .errors import AgentBudgetExceeded, BudgetExhausted
 from .interceptor import MeteredModel
 from .limits import Limits
 from .meter import Account, MeterHooks, RunMeter
@@ -234,22 +234,11 @@ def _deadline(meter: RunMeter) -> float | None:
 
 
 def _time_limit(meter: RunMeter) -> AgentBudgetExceeded:
-    for account in meter.accounts:
-        try:
-            account.check_time()
-        except TimeLimitExceeded as exc:
-            return meter.trip(exc)
+    """The time limit of the account whose deadline stopped the run, with the run tripped."""
     account = min(
         (a for a in meter.accounts if a.deadline() is not None), key=lambda a: a.deadline() or 0
     )
-    return meter.trip(
-        TimeLimitExceeded(
-            f"{account.name}: stopped at max_seconds={account.limits.max_seconds:g}",
-            limit="max_seconds",
-            allowed=account.limits.max_seconds,
-            observed=round(account.elapsed(), 3),
-        )
-    )
+    return meter.trip(account.time_exceeded())
 
 
 class _Watchdog:
