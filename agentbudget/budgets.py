@@ -550,38 +550,45 @@ class Budgets:
 
     # -- inspection --------------------------------------------------------------------
 
-    async def spend(self, *, user: str | None = None, team: str | None = None) -> list[WindowSpend]:
-        """Spent, reserved and remaining per applicable allowance in its current window."""
+    def _current_counters(
+        self, kinds: set[str], user: str | None, team: str | None
+    ) -> list[tuple[Allowance, str, str, str, int]]:
+        """``(allowance, subject, window, unit, limit)`` of the current windows' counters of
+        the allowances whose ``per`` is in ``kinds``."""
         now = self.clock()
-        rows: list[WindowSpend] = []
+        counters = []
         for allowance in self.allowances:
-            if allowance.per == "user" and user is None:
-                continue
-            if allowance.per == "team" and team is None:
+            if allowance.per not in kinds:
                 continue
             subject = self._subject(allowance, user, team)
             window, _ = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
-                state = await self.store.state(counter_key(allowance, subject, window, unit))
-                rows.append(
-                    WindowSpend(
-                        allowance, subject, window, unit, limit, state.spent, state.reserved
-                    )
-                )
+                counters.append((allowance, subject, window, unit, limit))
+        return counters
+
+    async def spend(self, *, user: str | None = None, team: str | None = None) -> list[WindowSpend]:
+        """Spent, reserved and remaining in the current window of every global allowance,
+        and of the per-user / per-team ones of the ids given."""
+        kinds = {"global"} | ({"user"} if user is not None else set())
+        kinds |= {"team"} if team is not None else set()
+        rows: list[WindowSpend] = []
+        for allowance, subject, window, unit, limit in self._current_counters(kinds, user, team):
+            state = await self.store.state(counter_key(allowance, subject, window, unit))
+            rows.append(
+                WindowSpend(allowance, subject, window, unit, limit, state.spent, state.reserved)
+            )
         return rows
 
     async def reset(self, *, user: str | None = None, team: str | None = None) -> None:
-        """Forget the current windows' counters of a user, a team, or (no ids) the global ones."""
-        now = self.clock()
-        for allowance in self.allowances:
-            if (allowance.per == "user") != (user is not None) and allowance.per != "global":
-                continue
-            if allowance.per == "team" and team is None:
-                continue
-            subject = self._subject(allowance, user, team)
-            window, _ = _window(allowance, now, self.tz)
-            for unit, _limit in allowance.limits():
-                await self.store.reset(counter_key(allowance, subject, window, unit))
+        """Forget the current windows' counters of a user and/or a team, or (no ids) the
+        global ones."""
+        kinds = ({"user"} if user is not None else set()) | (
+            {"team"} if team is not None else set()
+        )
+        for allowance, subject, window, unit, _ in self._current_counters(
+            kinds or {"global"}, user, team
+        ):
+            await self.store.reset(counter_key(allowance, subject, window, unit))
 
     async def drain(self) -> None:
         """Wait for background work (soft-threshold checks, releases) to finish."""

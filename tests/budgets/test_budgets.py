@@ -423,3 +423,25 @@ async def test_an_unpriceable_call_settles_its_worst_case_not_zero(env: Env) -> 
     # the reserved worst case: the estimated input and 100 output tokens at $5 / $15 per 1M
     assert row.spent == est() * 5_000 + 100 * 15_000
     assert row.reserved == 0
+
+
+async def test_reset_forgets_only_the_counters_it_names(env: Env) -> None:
+    b = budgets(
+        env,
+        ab.Allowance(per="user", window="day", tokens=100_000),
+        ab.Allowance(per="team", window="day", tokens=100_000),
+        ab.Allowance(per="global", window="day", tokens=100_000),
+    )
+    await ab.Guard(budgets=b).run(agent(), QUESTION, user="u", team="t")
+    per_run = est() + 100
+
+    async def spent() -> dict[str, int]:
+        return {r.allowance.per: r.spent for r in await b.spend(user="u", team="t")}
+
+    assert await spent() == {"user": per_run, "team": per_run, "global": per_run}
+    await b.reset(user="u")
+    assert await spent() == {"user": 0, "team": per_run, "global": per_run}
+    await b.reset(team="t")
+    assert await spent() == {"user": 0, "team": 0, "global": per_run}
+    await b.reset()
+    assert await spent() == {"user": 0, "team": 0, "global": 0}
