@@ -35,6 +35,7 @@ from .errors import (
     UnknownModelError,
 )
 from .meter import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, RunMeter, hold, release
+from .money import pico_to_nanos
 from .pricing import ModelPrice, TokenUsage
 from .tokens import (
     count_text,
@@ -564,7 +565,7 @@ def _tool_tokens(tool: Tool | Handoff[Any, Any], encoding: str) -> int:
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:
     """The most a call can cost, in whole nano-USD: its input, and its whole output bound."""
-    return -(-(input_pico + (pico_per_output or 0) * bound) // 1000)
+    return pico_to_nanos(input_pico + (pico_per_output or 0) * bound)
 
 
 def _response_usage(usage: Any) -> TokenUsage | None:

@@ -31,7 +31,7 @@ from .errors import (
     ToolCallLimitExceeded,
 )
 from .limits import Limits
-from .money import nanos_to_usd
+from .money import nanos_to_usd, pico_to_nanos
 from .report import LLMCallCost, Route, RunReport
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class Account:
                 if left_pico < 0 or (affordable is not None and affordable < MIN_OUTPUT_TOKENS):
                     observed = nanos_to_usd(self.cost_nanos + self.held_nanos)
                     least = nanos_to_usd(
-                        -(-(input_pico + pico_per_output_token * MIN_OUTPUT_TOKENS) // 1000)
+                        pico_to_nanos(input_pico + pico_per_output_token * MIN_OUTPUT_TOKENS)
                     )
                     raise CostLimitExceeded(
                         f"{self.name}: the next LLM call (~{input_tokens} input tokens, at least "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import decimal
 from decimal import Decimal
 
-__all__ = ["NANOS_PER_USD", "nanos_to_usd", "parse_usd", "usd_to_nanos"]
+__all__ = ["NANOS_PER_USD", "nanos_to_usd", "parse_usd", "pico_to_nanos", "usd_to_nanos"]
 
 NANOS_PER_USD = 10**9
 _CONTEXT = decimal.Context(
@@ -66,6 +66,11 @@ def rate_cost_nanos(tokens: int, rate_per_million: Decimal) -> Decimal:
     """Exact cost in (fractional) nano-USD of ``tokens`` at ``rate_per_million`` USD / 1M."""
     # USD/1M tokens * 1e9 nano/USD / 1e6 tokens = rate * 1000 nano per token.
     return _CONTEXT.multiply(Decimal(tokens), rate_per_million.scaleb(3))
+
+
+def pico_to_nanos(pico: int) -> int:
+    """Integer pico-USD (1e-12) to whole nano-USD, rounded up."""
+    return -(-pico // 1000)
 
 
 def ceil_nanos(exact: Decimal) -> int:

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from .errors import ConfigurationError, UnknownModelError
-from .money import ceil_nanos, nanos_to_usd, parse_usd, rate_cost_nanos
+from .money import ceil_nanos, nanos_to_usd, parse_usd, pico_to_nanos, rate_cost_nanos
 
 __all__ = ["ModelPrice", "PriceTable", "PriceTier", "TokenUsage"]
 
@@ -164,7 +164,7 @@ class ModelPrice(_Rates):
             else:
                 exact += rate_cost_nanos(tokens, rate)
         if pico_exact:
-            return -(-pico // 1000)  # pico-USD to whole nano-USD, rounded up
+            return pico_to_nanos(pico)
         return ceil_nanos(exact)
 
     def cost(self, usage: TokenUsage | Usage) -> Decimal:

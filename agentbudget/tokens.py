@@ -247,9 +247,7 @@ def input_upper_bound(
     if instructions:
         tokens += TOKENS_PER_MESSAGE + _utf8_len(instructions)
     tokens += sum(_item_upper_bound(item, encoding) for item in items)
-    if family is not None:
-        tokens = -(-int(tokens * APPROXIMATION_FACTOR[family] * 1000) // 1000)
-    return tokens
+    return _approximated(tokens, family)
 
 
 @functools.lru_cache(maxsize=8_192)
@@ -278,7 +276,13 @@ def estimate_call_input(
         tokens += TOKENS_PER_MESSAGE + count_text(instructions, encoding)
     tokens += sum(count_item(item, encoding) for item in items)
     tokens += tool_tokens if tool_tokens is not None else count_tools(model, tool_schemas)
-    if family is not None:
-        factor = APPROXIMATION_FACTOR[family]
-        tokens = -(-int(tokens * factor * 1000) // 1000)
-    return TokenEstimate(tokens=tokens, encoding=encoding_name, approximate=family is not None)
+    return TokenEstimate(
+        tokens=_approximated(tokens, family), encoding=encoding_name, approximate=family is not None
+    )
+
+
+def _approximated(tokens: int, family: str | None) -> int:
+    """``tokens`` times the family's approximation factor, rounded up (unchanged for OpenAI)."""
+    if family is None:
+        return tokens
+    return -(-int(tokens * APPROXIMATION_FACTOR[family] * 1000) // 1000)
