@@ -77,8 +77,12 @@ _OUTPUT_DELTA_TYPES = frozenset(
 _warned_unpriced: set[str] = set()
 
 
-def tool_schema(tool: Tool | Handoff[Any, Any]) -> dict[str, Any]:
-    """The part of a tool's definition that the model reads, for the input estimate."""
+def tool_schema(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase) -> dict[str, Any]:
+    """The part of a tool's (or the output type's) definition that the model reads."""
+    if isinstance(tool, AgentOutputSchemaBase):
+        if tool.is_plain_text():
+            return {}
+        return {"name": tool.name(), "schema": tool.json_schema()}
     if isinstance(tool, FunctionTool):
         return {
             "name": tool.name,
@@ -121,6 +125,7 @@ class CallRequest:
     settings: ModelSettings
     tools: Sequence[Tool]
     handoffs: Sequence[Handoff[Any, Any]]
+    output_schema: AgentOutputSchemaBase | None = None
 
 
 @dataclasses.dataclass
@@ -147,7 +152,8 @@ class CallPlan:
     """The input held for the call: exact (tiktoken) or, far from limits, an upper bound."""
     input_exact: bool
     input_pico: int
-    """The input's worst-case cost in pico-USD (1e-12), at the uncached rate."""
+    """The input's worst-case cost in pico-USD (1e-12), at the highest rate an input token
+    can be billed at (a cache write, where it costs more than uncached input)."""
     pico_per_output: int | None
     output_bound: int
     binding: tuple[str, Account] | None
@@ -201,12 +207,14 @@ class MeteredModel(Model):
 
     # -- planning ----------------------------------------------------------------------
 
-    def _tool_tokens(
-        self, model: str, tools: Sequence[Tool], handoffs: Sequence[Handoff[Any, Any]]
-    ) -> int:
-        """Tokens of the tool definitions (each tool's count is cached while it lives)."""
+    def _tool_tokens(self, model: str, request: CallRequest) -> int:
+        """Tokens of the tool definitions and the output schema (each count is cached while
+        its object lives)."""
         encoding = encoding_for_model(model)[0]
-        return sum(_tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
+        tokens = sum(_tool_tokens(tool, encoding) for tool in (*request.tools, *request.handoffs))
+        if request.output_schema is not None:
+            tokens += _tool_tokens(request.output_schema, encoding)
+        return tokens
 
     def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
         try:
@@ -255,7 +263,7 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
-        tool_tokens = self._tool_tokens(name, request.tools, request.handoffs)
+        tool_tokens = self._tool_tokens(name, request)
         measured: _Measure | None = None
         exact = True
         if meter.guard.budgets is None and output_cap is None:
@@ -323,7 +331,12 @@ class MeteredModel(Model):
         per_output: int | None = None
         if price is not None:
             pico_rates = price.rates_for(input_tokens).pico_rates()[0]
-            input_pico = input_tokens * pico_rates["input"]
+            # the highest rate an input token can be billed at: a cache write costs more
+            input_pico = input_tokens * max(
+                pico_rates["input"],
+                pico_rates.get("cache_write_5m", 0),
+                pico_rates.get("cache_write_1h", 0),
+            )
             per_output = max(pico_rates["output"], pico_rates.get("reasoning", 0))
         room: tuple[int, str, Account] | None = None
         for account in self.meter.accounts:
@@ -400,7 +413,7 @@ class MeteredModel(Model):
             plan.model_name,
             request.instructions,
             request.input,
-            tool_tokens=self._tool_tokens(plan.model_name, request.tools, request.handoffs),
+            tool_tokens=self._tool_tokens(plan.model_name, request),
         ).tokens
 
     async def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
@@ -451,7 +464,9 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        request = CallRequest(system_instructions, input, model_settings, tools, handoffs)
+        request = CallRequest(
+            system_instructions, input, model_settings, tools, handoffs, output_schema
+        )
         plan = await self._prepare(request)
         try:
             response = await plan.inner.get_response(
@@ -489,7 +504,9 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        request = CallRequest(system_instructions, input, model_settings, tools, handoffs)
+        request = CallRequest(
+            system_instructions, input, model_settings, tools, handoffs, output_schema
+        )
         plan = await self._prepare(request)
         meter = self.meter
         encoding = get_encoding(encoding_for_model(plan.model_name)[0])
@@ -544,13 +561,14 @@ class MeteredModel(Model):
 _TOOL_TOKENS: dict[tuple[int, str], tuple[weakref.ref[Any], int]] = {}
 
 
-def _tool_tokens(tool: Tool | Handoff[Any, Any], encoding: str) -> int:
+def _tool_tokens(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase, encoding: str) -> int:
     """One tool definition's tokens, cached per tool object (dropped when it is collected)."""
     key = (id(tool), encoding)
     cached = _TOOL_TOKENS.get(key)
     if cached is not None and cached[0]() is tool:
         return cached[1]
-    tokens = count_tools_with(encoding, [tool_schema(tool)])
+    schema = tool_schema(tool)
+    tokens = count_tools_with(encoding, [schema]) if schema else 0
 
     def forget(_ref: weakref.ref[Any]) -> None:
         _TOOL_TOKENS.pop(key, None)

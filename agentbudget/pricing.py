@@ -168,8 +168,15 @@ class ModelPrice(_Rates):
         return ceil_nanos(exact)
 
     def cost(self, usage: TokenUsage | Usage) -> Decimal:
-        """The cost of ``usage`` (one request, or every request of an ``agents.Usage``)."""
-        return nanos_to_usd(sum(self.cost_nanos(u) for u in TokenUsage.per_request(usage)))
+        """The cost of ``usage`` (one request, or every request of an ``agents.Usage``).
+
+        Raises:
+            ConfigurationError: ``usage`` sums several requests without per-request
+                entries and this model has long-context tiers (see ``per_request``).
+        """
+        return nanos_to_usd(
+            sum(self.cost_nanos(u) for u in TokenUsage.per_request(usage, tiered=bool(self.tiers)))
+        )
 
 
 class TokenUsage(BaseModel):
@@ -228,26 +235,89 @@ class TokenUsage(BaseModel):
 
     @classmethod
     def from_agents_usage(cls, usage: Any) -> TokenUsage:
-        """Convert one request's ``agents.Usage`` or ``RequestUsage``."""
+        """Convert one request's ``agents.Usage`` or ``RequestUsage``; never raises.
+
+        The usage shapes providers really send are normalised here, in one place: a null
+        count is 0, cached and cache-written tokens are clamped into the input and
+        reasoning tokens into the output (a provider that reports more cached tokens than
+        input is believed about the input). Cache writes with a long retention (OpenAI's
+        ``ttl_12h_tokens``, Anthropic's 1-hour writes) are their own bucket.
+        """
         in_details = getattr(usage, "input_tokens_details", None)
         out_details = getattr(usage, "output_tokens_details", None)
-        return cls(
-            input_tokens=usage.input_tokens or 0,
-            cached_input_tokens=getattr(in_details, "cached_tokens", 0) or 0,
-            cache_write_tokens=getattr(in_details, "cache_write_tokens", 0) or 0,
-            output_tokens=usage.output_tokens or 0,
-            reasoning_tokens=getattr(out_details, "reasoning_tokens", 0) or 0,
+        write_details = getattr(in_details, "cache_write_tokens_details", None)
+        input_tokens = _count(getattr(usage, "input_tokens", 0))
+        output_tokens = _count(getattr(usage, "output_tokens", 0))
+        cached = _count(getattr(in_details, "cached_tokens", 0))
+        writes = _count(getattr(in_details, "cache_write_tokens", 0))
+        long_writes = _count(getattr(write_details, "ttl_12h_tokens", 0))
+        return cls.normalised(
+            input_tokens=input_tokens,
+            cached_input_tokens=cached,
+            cache_write_tokens=max(writes - long_writes, 0),
+            cache_write_1h_tokens=long_writes,
+            output_tokens=output_tokens,
+            reasoning_tokens=_count(getattr(out_details, "reasoning_tokens", 0)),
         )
 
     @classmethod
-    def per_request(cls, usage: TokenUsage | Usage) -> list[TokenUsage]:
-        """Split usage into one ``TokenUsage`` per request (tiers and rounding are per request)."""
+    def normalised(
+        cls,
+        *,
+        input_tokens: int = 0,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        output_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> TokenUsage:
+        """A ``TokenUsage`` from counts as a provider reported them; never raises.
+
+        Negative counts are 0. Subsets larger than their total raise the total: a
+        provider that says 3 tokens were cached was sent at least 3, and one that says 40
+        reasoning tokens were produced produced at least 40.
+        """
+        cached = max(cached_input_tokens, 0)
+        writes = max(cache_write_tokens, 0)
+        long_writes = max(cache_write_1h_tokens, 0)
+        reasoning = max(reasoning_tokens, 0)
+        return cls.model_construct(
+            input_tokens=max(input_tokens, cached + writes + long_writes, 0),
+            cached_input_tokens=cached,
+            cache_write_tokens=writes,
+            cache_write_1h_tokens=long_writes,
+            output_tokens=max(output_tokens, reasoning, 0),
+            reasoning_tokens=reasoning,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """No tokens at all: what SDK adapters return when a provider omits usage."""
+        return self.input_tokens == 0 and self.output_tokens == 0
+
+    @classmethod
+    def per_request(cls, usage: TokenUsage | Usage, *, tiered: bool = False) -> list[TokenUsage]:
+        """Split usage into one ``TokenUsage`` per request (tiers and rounding are per request).
+
+        Raises:
+            ConfigurationError: when ``tiered`` and ``usage`` sums several requests but
+                has no ``request_usage_entries``: a tier applies to one request's input,
+                never to a sum, so such a total cannot be priced exactly.
+        """
         if isinstance(usage, TokenUsage):
             return [usage]
         if isinstance(usage, Usage):
             total = cls.from_agents_usage(usage)
             entries = [cls.from_agents_usage(entry) for entry in usage.request_usage_entries]
             if not entries:
+                if tiered and (usage.requests or 0) > 1:
+                    raise ConfigurationError(
+                        f"this usage sums {usage.requests} requests without per-request "
+                        "entries, and the model's price has long-context tiers that apply "
+                        "per request: price each request's usage (the run's "
+                        "context_wrapper.usage keeps request_usage_entries, or pass one "
+                        "TokenUsage per request)"
+                    )
                 return [total]
             # Entries may not cover the totals (a Usage built by hand, then add()ed to):
             # whatever they miss is priced as one more request, never dropped.
@@ -265,6 +335,16 @@ class TokenUsage(BaseModel):
                 entries.append(cls(**rest))
             return entries
         raise TypeError(f"usage must be agents.Usage or TokenUsage, got {type(usage).__name__}")
+
+
+def _count(value: Any) -> int:
+    """A token count as a provider sent it: None, a float or garbage count as 0."""
+    if value.__class__ is int:
+        return max(int(value), 0)
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 class _PriceFile(BaseModel):
@@ -480,7 +560,8 @@ class PriceTable:
     def cost_nanos(self, model: str, usage: TokenUsage | Usage) -> int:
         """Exact cost in whole nano-USD, rounded up per request."""
         price = self.get(model)
-        return sum(price.cost_nanos(u, model=model) for u in TokenUsage.per_request(usage))
+        requests = TokenUsage.per_request(usage, tiered=bool(price.tiers))
+        return sum(price.cost_nanos(u, model=model) for u in requests)
 
     def cost(self, model: str, usage: TokenUsage | Usage) -> Decimal:
         """Exact cost in ``Decimal`` USD of ``usage`` (one request, or a whole ``agents.Usage``)."""

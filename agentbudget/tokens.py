@@ -26,6 +26,8 @@ from typing import Any
 
 import tiktoken
 
+from . import media
+
 __all__ = [
     "APPROXIMATION_FACTOR",
     "TokenEstimate",
@@ -186,11 +188,12 @@ def _text_of(item: Any) -> Iterable[str]:
     yield str(item)
 
 
-def count_item(item: Any, encoding: tiktoken.Encoding) -> int:
+def count_item(item: Any, encoding: tiktoken.Encoding, model: str = "") -> int:
     """Tokens of one input item, with its message framing (before any approximation).
 
     The SDK rebuilds the conversation's items on every turn; a flat item (string values
-    only) is counted once per content and cached.
+    only) is counted once per content and cached. Images and files inside an item count
+    by their own rules for ``model`` (``agentbudget.media``), never as text.
     """
     if isinstance(item, dict):
         flat = tuple(item.items())
@@ -198,7 +201,49 @@ def count_item(item: Any, encoding: tiktoken.Encoding) -> int:
             return _count_flat_item(flat, encoding.name)
         except TypeError:  # a nested (unhashable) value: count it directly
             pass
-    return TOKENS_PER_MESSAGE + sum(count_text(text, encoding) for text in _text_of(item))
+    elif hasattr(item, "model_dump"):
+        item = item.model_dump(exclude_none=True)
+    media = 0
+    if isinstance(item, dict) and _has_parts(item):
+        item, media = _strip_media(item, model)
+    return TOKENS_PER_MESSAGE + media + sum(count_text(text, encoding) for text in _text_of(item))
+
+
+_MEDIA_PLACEHOLDER = "[media]"
+
+
+def _has_parts(item: dict[str, Any]) -> bool:
+    return any(isinstance(value, list | dict) for value in item.values())
+
+
+def _strip_media(value: Any, model: str) -> tuple[Any, int]:
+    """``value`` with every image and file part replaced by a placeholder, and their tokens."""
+    if isinstance(value, list):
+        tokens = 0
+        out: list[Any] = []
+        for element in value:
+            stripped, counted = _strip_media(element, model)
+            out.append(stripped)
+            tokens += counted
+        return out, tokens
+    if not isinstance(value, dict):
+        return value, 0
+    kind = value.get("type")
+    if kind in ("input_image", "image_url") or (kind is None and "image_url" in value):
+        return _MEDIA_PLACEHOLDER, media.image_part_tokens(model, value)
+    if kind == "input_file" or (kind is None and "file_data" in value):
+        name = value.get("filename")
+        return (name if isinstance(name, str) else _MEDIA_PLACEHOLDER), media.file_tokens(value)
+    if kind == "file" and isinstance(value.get("file"), dict):  # Chat Completions file part
+        return _MEDIA_PLACEHOLDER, media.file_tokens(value["file"])
+    tokens = 0
+    out_dict: dict[str, Any] = {}
+    for key, element in value.items():
+        if isinstance(element, list | dict):
+            element, counted = _strip_media(element, model)
+            tokens += counted
+        out_dict[key] = element
+    return out_dict, tokens
 
 
 def _utf8_len(text: object) -> int:
@@ -208,7 +253,7 @@ def _utf8_len(text: object) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _item_upper_bound(item: Any, encoding: tiktoken.Encoding) -> int:
+def _item_upper_bound(item: Any, encoding: tiktoken.Encoding, model: str) -> int:
     """At least as many tokens as ``count_item`` counts, without tokenizing flat items."""
     if isinstance(item, str):
         return TOKENS_PER_MESSAGE + _utf8_len(item)
@@ -223,9 +268,9 @@ def _item_upper_bound(item: Any, encoding: tiktoken.Encoding) -> int:
             elif value is None or isinstance(value, bool | int | float):
                 total += 2 * _utf8_len(key) + 32
             else:
-                return count_item(item, encoding)
+                return count_item(item, encoding, model)
         return TOKENS_PER_MESSAGE + total + 2
-    return count_item(item, encoding)
+    return count_item(item, encoding, model)
 
 
 def input_upper_bound(
@@ -246,7 +291,7 @@ def input_upper_bound(
     tokens = TOKENS_PER_REPLY + tool_tokens
     if instructions:
         tokens += TOKENS_PER_MESSAGE + _utf8_len(instructions)
-    tokens += sum(_item_upper_bound(item, encoding) for item in items)
+    tokens += sum(_item_upper_bound(item, encoding, model) for item in items)
     return _approximated(tokens, family)
 
 
@@ -274,7 +319,7 @@ def estimate_call_input(
     tokens = TOKENS_PER_REPLY
     if instructions:
         tokens += TOKENS_PER_MESSAGE + count_text(instructions, encoding)
-    tokens += sum(count_item(item, encoding) for item in items)
+    tokens += sum(count_item(item, encoding, model) for item in items)
     tokens += tool_tokens if tool_tokens is not None else count_tools(model, tool_schemas)
     return TokenEstimate(
         tokens=_approximated(tokens, family), encoding=encoding_name, approximate=family is not None
