@@ -41,6 +41,7 @@ from agents import Model
 from cachetools import LRUCache
 
 from .errors import BudgetExhausted, ConfigurationError, StoreUnavailable
+from .meter import MIN_OUTPUT_TOKENS
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .pricing import TokenUsage
 from .stores import BudgetStore, Charge, JournalingStore, ReserveResult, store_from_url
@@ -267,6 +268,10 @@ class Budgets:
         lease_s: how long a reservation holds if its process dies before settling.
         on_alert: called with a ``BudgetAlert`` when a soft threshold is crossed.
         clock: Unix time in seconds (tests pass a fake clock).
+        min_output_tokens: the usable floor. A call whose worst case does not fit is
+            first sent with its output bound lowered to what every allowance leaves (as
+            ``Limits`` do); only when that room is below this floor does the degrade chain
+            (``on_exhausted``) apply.
     """
 
     def __init__(
@@ -282,7 +287,18 @@ class Budgets:
         on_alert: Callable[[BudgetAlert], None] | None = None,
         clock: Callable[[], float] = time.time,
         store_options: dict[str, Any] | None = None,
+        min_output_tokens: int = MIN_OUTPUT_TOKENS,
     ) -> None:
+        if (
+            isinstance(min_output_tokens, bool)
+            or not isinstance(min_output_tokens, int)
+            or min_output_tokens < MIN_OUTPUT_TOKENS
+        ):
+            raise ConfigurationError(
+                f"min_output_tokens must be a whole number >= {MIN_OUTPUT_TOKENS}, got "
+                f"{min_output_tokens!r}"
+            )
+        self.min_output_tokens = min_output_tokens
         self.allowances = tuple(allowances)
         if not self.allowances:
             raise ConfigurationError("Budgets needs at least one Allowance")
@@ -412,6 +428,7 @@ class Budgets:
         """
         meter = model.meter
         steps = iter(self.on_exhausted)
+        lowered = 0
         try:
             while True:
                 reservation = self._reservation(
@@ -431,6 +448,24 @@ class Budgets:
                             plan.model_name,
                         )
                     return plan
+                fitting = self._output_that_fits(reservation, result, plan)
+                if (
+                    fitting is not None
+                    and self.min_output_tokens <= fitting < plan.output_bound
+                    and lowered <= len(reservation.charges)
+                ):
+                    # Lower the output bound to what the allowance leaves, as Limits do.
+                    lowered += 1
+                    model.release(plan)
+                    plan = model.plan(
+                        request,
+                        inner=plan.inner,
+                        name=plan.model_name,
+                        output_cap=fitting,
+                        degraded=plan.degraded,
+                    )
+                    plan.budget_cut = self._cut_error(reservation, result, fitting)
+                    continue
                 plan = self._degrade(model, request, plan, reservation, result, steps)
         except BaseException:
             model.release(plan)
@@ -479,6 +514,29 @@ class Budgets:
             return None
         room = available * 1000 - plan.input_pico
         return room // plan.pico_per_output if room > 0 else 0
+
+    def _cut_error(
+        self, reservation: Reservation, result: ReserveResult, fitting: int
+    ) -> Callable[[str], BudgetExhausted]:
+        """The error for a response cut at the output bound an allowance left it."""
+        index = result.refused_index if result.refused_index is not None else 0
+        allowance = reservation.allowances[index]
+        label = (
+            f"the {allowance.label} allowance of {reservation.subjects[index]!r} for window "
+            f"{reservation.windows[index]}"
+        )
+        exhausted = self._exhausted(reservation, result, refusal=None)
+
+        def cut(what: str) -> BudgetExhausted:
+            return BudgetExhausted(
+                f"{label} left {fitting} output tokens for this call; {what}",
+                limit=exhausted.limit,
+                allowed=exhausted.allowed,
+                observed=exhausted.observed,
+                allowance=allowance,
+            )
+
+        return cut
 
     def _exhausted(
         self, reservation: Reservation, result: ReserveResult, *, refusal: str | None

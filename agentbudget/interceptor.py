@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -74,7 +74,9 @@ _OUTPUT_DELTA_TYPES = frozenset(
         "response.audio.transcript.delta",
     }
 )
+_TERMINAL_FAILURES = frozenset({"response.incomplete", "response.failed"})
 _warned_unpriced: set[str] = set()
+_warned_no_usage: set[str] = set()
 
 
 def tool_schema(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase) -> dict[str, Any]:
@@ -137,6 +139,8 @@ class _Measure:
     pico_per_output: int | None
     bound: int
     binding: tuple[str, Account] | None
+    limited: bool
+    """Some limit assumed the output bound (so the request must carry it)."""
 
 
 @dataclasses.dataclass
@@ -165,6 +169,14 @@ class CallPlan:
     """``"downgrade"`` / ``"cap_output"`` when a budget's degrade chain changed the call."""
     reservation: Any = None
     """The budget-store reservation held for this call, if budgets apply."""
+    budget_cut: Callable[[str], AgentBudgetExceeded] | None = None
+    """Set when a budget allowance lowered the output bound: the error for a response cut
+    there (given what happened)."""
+
+    @property
+    def cut_by_limit(self) -> bool:
+        """Whether the output bound was lowered by a limit or an allowance."""
+        return self.binding is not None or self.budget_cut is not None
 
     @property
     def worst_nanos(self) -> int:
@@ -286,15 +298,16 @@ class MeteredModel(Model):
         except AgentBudgetExceeded as exc:
             raise meter.trip(exc) from None
         bound = measured.bound
+        binding = measured.binding
         settings = request.settings
         if output_cap is not None and output_cap < bound:
             bound = output_cap
-        if bound != settings.max_tokens and (
-            settings.max_tokens is not None
-            or measured.binding is not None
-            or output_cap is not None
-        ):
-            settings = dataclasses.replace(settings, max_tokens=bound)
+            binding = None  # the budget's cap, not a limit's, bounds this call
+        # Whenever a limit or a reservation assumes an output bound, the request carries it.
+        if measured.limited or output_cap is not None or meter.guard.budgets is not None:
+            user_bound = user_output_bound(settings)
+            if user_bound is None or bound < user_bound:
+                settings = with_output_bound(inner, settings, bound)
         worst = _worst_nanos(measured.input_pico, measured.pico_per_output, bound)
         held = hold(meter.accounts, measured.input_tokens, bound, worst)
         return CallPlan(
@@ -307,7 +320,7 @@ class MeteredModel(Model):
             input_pico=measured.input_pico,
             pico_per_output=measured.pico_per_output,
             output_bound=bound,
-            binding=measured.binding,
+            binding=binding,
             hold=held,
             settings=settings,
             request=request,
@@ -324,7 +337,7 @@ class MeteredModel(Model):
         for account in self.meter.accounts:
             account.check_time()
         price_key, price = self._price(name)
-        bound = request.settings.max_tokens
+        bound = user_output_bound(request.settings)
         if bound is None:
             bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
         input_pico = 0
@@ -347,7 +360,9 @@ class MeteredModel(Model):
         if room is not None and room[0] < bound:
             bound = max(room[0], MIN_OUTPUT_TOKENS)
             binding = (room[1], room[2])
-        return _Measure(price_key, price, input_tokens, input_pico, per_output, bound, binding)
+        return _Measure(
+            price_key, price, input_tokens, input_pico, per_output, bound, binding, room is not None
+        )
 
     def release(self, plan: CallPlan) -> None:
         """Drop a plan's holds (it will not be sent)."""
@@ -427,8 +442,60 @@ class MeteredModel(Model):
             streamed=streamed,
         )
 
+    def _paid_usage(
+        self, plan: CallPlan, reported: Any, output: Any, counted: int | None
+    ) -> tuple[TokenUsage, bool]:
+        """The usage to charge for a paid response, and whether it is an estimate.
+
+        A provider that reports no usage (or only zeros, as SDK adapters return when
+        usage is omitted) is charged the input estimate and the output counted from the
+        stream's deltas or the response's text; never $0.
+        """
+        usage = TokenUsage.from_agents_usage(reported) if reported is not None else None
+        if usage is not None and not usage.is_empty:
+            return usage, False
+        if plan.model_name not in _warned_no_usage:
+            _warned_no_usage.add(plan.model_name)
+            logger.warning(
+                "agentbudget: %r reported no token usage; its calls are charged at the input "
+                "estimate and the output counted from the response, marked estimated. For a "
+                "streamed Chat Completions call to a server other than api.openai.com, set "
+                "ModelSettings(include_usage=True) to get real usage.",
+                plan.model_name,
+            )
+        if counted is None:
+            counted = count_output(output, plan.model_name)
+        return TokenUsage(input_tokens=self._exact_input(plan), output_tokens=counted), True
+
+    async def _settle_cut(
+        self, plan: CallPlan, response: Any, counted: int | None, *, streamed: bool
+    ) -> AgentBudgetExceeded | None:
+        """Charge a response that ended ``incomplete`` (or ``failed``) at its reported usage.
+
+        Returns the limit error to raise when the response was cut at an output bound a
+        limit or an allowance set; None when the SDK's own error should stand.
+        """
+        reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
+        cut = reason == "max_output_tokens"
+        reported = getattr(response, "usage", None)
+        output = getattr(response, "output", None) or []
+        usage, estimated = self._paid_usage(plan, reported, output, counted)
+        if estimated and cut and usage.output_tokens < plan.output_bound:
+            # cut at the bound, with no usage reported: it produced the whole bound
+            usage = TokenUsage(input_tokens=usage.input_tokens, output_tokens=plan.output_bound)
+        await self._settle(plan, usage, estimated=estimated, streamed=streamed)
+        if cut and plan.cut_by_limit:
+            return self.meter.trip(
+                _limit_error(plan, 0, f"the response was cut at {plan.output_bound} output tokens")
+            )
+        return None
+
     def _after_response(
-        self, plan: CallPlan, response: ModelResponse, handoffs: Sequence[Handoff[Any, Any]]
+        self,
+        plan: CallPlan,
+        response: ModelResponse,
+        usage: TokenUsage,
+        handoffs: Sequence[Handoff[Any, Any]],
     ) -> None:
         meter = self.meter
         try:
@@ -438,7 +505,7 @@ class MeteredModel(Model):
             if pending:
                 for account in meter.accounts:
                     account.check_tools(pending)
-            if plan.binding is not None and response.usage.output_tokens >= plan.output_bound:
+            if plan.cut_by_limit and usage.output_tokens >= plan.output_bound:
                 # The bound agentbudget set was reached: the answer is cut at the limit.
                 raise _limit_error(
                     plan,
@@ -481,13 +548,18 @@ class MeteredModel(Model):
                 conversation_id=conversation_id,
                 prompt=prompt,
             )
-        except BaseException:
-            await self._settle_failed(plan, 0, streamed=False)
+        except BaseException as exc:
+            ended = _terminal_response(exc)
+            if ended is None:
+                await self._settle_failed(plan, 0, streamed=False)
+                raise
+            error = await self._settle_cut(plan, ended, None, streamed=False)
+            if error is not None:
+                raise error from exc
             raise
-        await self._settle(
-            plan, TokenUsage.from_agents_usage(response.usage), estimated=False, streamed=False
-        )
-        self._after_response(plan, response, handoffs)
+        usage, estimated = self._paid_usage(plan, response.usage, response.output, None)
+        await self._settle(plan, usage, estimated=estimated, streamed=False)
+        self._after_response(plan, response, usage, handoffs)
         return response
 
     async def stream_response(
@@ -528,7 +600,7 @@ class MeteredModel(Model):
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
                     counted += count_text(getattr(event, "delta", "") or "", encoding)
-                    if plan.binding is not None and counted > plan.output_bound:
+                    if plan.cut_by_limit and counted > plan.output_bound:
                         raise meter.trip(
                             _limit_error(
                                 plan, counted, f"stream stopped at {counted} output tokens"
@@ -536,18 +608,22 @@ class MeteredModel(Model):
                         )
                 elif kind == "response.completed":
                     response = event.response  # type: ignore[union-attr]
-                    usage = _response_usage(response.usage)
-                    if usage is None:  # the provider reported none: charge what was sent
-                        usage = TokenUsage(
-                            input_tokens=self._exact_input(plan), output_tokens=counted
-                        )
-                    await self._settle(plan, usage, estimated=response.usage is None, streamed=True)
+                    usage, estimated = self._paid_usage(
+                        plan, response.usage, response.output, counted
+                    )
+                    await self._settle(plan, usage, estimated=estimated, streamed=True)
                     model_response = ModelResponse(
                         output=response.output,
                         usage=_agents_usage(usage),
                         response_id=response.id,
                     )
-                    self._after_response(plan, model_response, handoffs)
+                    self._after_response(plan, model_response, usage, handoffs)
+                elif kind in _TERMINAL_FAILURES and not plan.hold.released:
+                    error = await self._settle_cut(
+                        plan, getattr(event, "response", None), counted, streamed=True
+                    )
+                    if error is not None:
+                        raise error
                 yield event
         except BaseException:
             await self._settle_failed(plan, counted, streamed=True)
@@ -581,6 +657,91 @@ def _tool_tokens(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase, encodin
     return tokens
 
 
+def user_output_bound(settings: ModelSettings) -> int | None:
+    """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args``."""
+    bounds = [settings.max_tokens] if settings.max_tokens is not None else []
+    for key in _BOUND_ARGS:
+        value = (settings.extra_args or {}).get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            bounds.append(value)
+    return min(bounds) if bounds else None
+
+
+_BOUND_ARGS = ("max_completion_tokens", "max_output_tokens")
+_COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5", "gpt-6")
+
+
+def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> ModelSettings:
+    """``settings`` carrying ``bound``, in the parameter the endpoint and model accept.
+
+    The caller's own parameter is lowered when there is one. Otherwise ``max_tokens``,
+    which the SDK sends as ``max_output_tokens`` to the Responses API and as
+    ``max_tokens`` to Chat Completions, except for OpenAI's reasoning models on Chat
+    Completions, which reject ``max_tokens`` and take ``max_completion_tokens``.
+    """
+    extra = settings.extra_args or {}
+    for key in _BOUND_ARGS:
+        if key in extra:
+            return dataclasses.replace(settings, extra_args={**extra, key: bound})
+    if settings.max_tokens is None and _wants_completion_tokens(inner):
+        return dataclasses.replace(settings, extra_args={**extra, "max_completion_tokens": bound})
+    return dataclasses.replace(settings, max_tokens=bound)
+
+
+def _wants_completion_tokens(inner: Model) -> bool:
+    from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+
+    if not isinstance(inner, OpenAIChatCompletionsModel):
+        return False
+    name = str(getattr(inner, "model", "")).lower().rsplit("/", 1)[-1]
+    return name.startswith(_COMPLETION_TOKENS_MODELS)
+
+
+def count_output(output: Any, model: str) -> int:
+    """Output tokens counted from a response's items (text, refusals, reasoning summaries,
+    tool names and arguments), for a provider that reported no usage."""
+    encoding = get_encoding(encoding_for_model(model)[0])
+    total = 0
+    for item in output or ():
+        data = item.model_dump(exclude_none=True) if hasattr(item, "model_dump") else item
+        total += sum(count_text(text, encoding) for text in _output_strings(data))
+    return total
+
+
+def _output_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, element in value.items():
+            if key in ("text", "arguments", "name", "refusal", "input") and isinstance(
+                element, str
+            ):
+                yield element
+            elif isinstance(element, list | dict):
+                yield from _output_strings(element)
+    elif isinstance(value, list):
+        for element in value:
+            yield from _output_strings(element)
+
+
+def _terminal_response(exc: BaseException) -> Any:
+    """The ``incomplete`` or ``failed`` Responses ``Response`` behind the SDK's error.
+
+    The SDK raises ``ModelBehaviorError`` for such a response without keeping it; the
+    paid usage is still in the frame that raised, so it is read from the traceback.
+    """
+    from agents.exceptions import ModelBehaviorError
+    from openai.types.responses import Response
+
+    if not isinstance(exc, ModelBehaviorError):
+        return None
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, Response) and value.status in ("incomplete", "failed"):
+                return value
+        tb = tb.tb_next
+    return None
+
+
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:
     """The most a call can cost, in whole nano-USD: its input, and its whole output bound."""
     return pico_to_nanos(input_pico + (pico_per_output or 0) * bound)
@@ -608,7 +769,9 @@ def _limit_error(plan: CallPlan, uncharged_output: int, what: str) -> AgentBudge
 
     ``uncharged_output`` is output counted from a stream but not yet charged.
     """
-    assert plan.binding is not None
+    if plan.binding is None:
+        assert plan.budget_cut is not None
+        return plan.budget_cut(what)
     name, account = plan.binding
     allowed = getattr(account.limits, name)
     shown = f"${allowed}" if name == "max_cost_usd" else f"{allowed}"

@@ -285,11 +285,17 @@ def agent_costing(
         runs: how many runs the agent can serve (one scripted reply each).
 
     Raises:
-        ConfigurationError: when no whole number of tokens costs exactly ``usd``.
+        ConfigurationError: when no whole number of tokens costs exactly ``usd``, or
+            ``usd`` is 0.
     """
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ConfigurationError(f"runs must be a positive int, got {runs!r}")
     tokens = input_tokens_costing(usd, model=model, prices=prices)
+    if tokens == 0:
+        raise ConfigurationError(
+            "agent_costing needs usd > 0: a reply that reports no usage is charged its input "
+            "estimate, never $0"
+        )
     replies = [reply(text, input_tokens=tokens, output_tokens=0) for _ in range(runs)]
     return scripted_agent(name, replies, model=model, **agent_kwargs)
 

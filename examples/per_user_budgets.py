@@ -49,6 +49,8 @@ def policy() -> ab.Budgets:
             ),
             ab.Refuse("You have used today's allowance; it resets at midnight UTC."),
         ],
+        # with room for fewer than 200 output tokens, downgrade rather than cut the answer
+        min_output_tokens=200,
     )
 
 

@@ -84,6 +84,7 @@ async def test_downgrade_sends_the_call_to_the_cheaper_model(env: Env) -> None:
         env,
         ab.Allowance(per="user", window="day", usd="0.0005"),
         on_exhausted=[ab.Downgrade(cheap), ab.Refuse("no")],
+        min_output_tokens=100,  # no room for the whole answer: downgrade, don't cut it
     )
     result = await ab.Guard(budgets=b).run(pricey, QUESTION, user="u-1")
     report = ab.report_of(result)
@@ -93,7 +94,10 @@ async def test_downgrade_sends_the_call_to_the_cheaper_model(env: Env) -> None:
     assert pricey.model_settings.max_tokens == 100  # the user's agent is untouched
     # without the Downgrade step the same call is refused
     b2 = budgets(
-        env, ab.Allowance(per="user", window="day", usd="0.0005"), on_exhausted=[ab.Refuse("no")]
+        env,
+        ab.Allowance(per="user", window="day", usd="0.0005"),
+        on_exhausted=[ab.Refuse("no")],
+        min_output_tokens=100,
     )
     with pytest.raises(ab.BudgetExhausted):
         await ab.Guard(budgets=b2).run(agent(bound=100), QUESTION, user="u-9")
@@ -116,6 +120,7 @@ async def test_downgrade_by_model_name_uses_the_run_provider(env: Env) -> None:
         env,
         ab.Allowance(per="global", window="day", usd="0.0005"),
         on_exhausted=[ab.Downgrade("gpt-4o-mini")],
+        min_output_tokens=100,
     )
     result = await ab.Guard(budgets=b).run(
         agent(), QUESTION, run_config=RunConfig(model_provider=Provider())
@@ -130,6 +135,7 @@ async def test_cap_output_shrinks_the_bound_until_it_fits(env: Env) -> None:
         env,
         ab.Allowance(per="user", window="day", tokens=room),
         on_exhausted=[ab.CapOutput(32), ab.Refuse("no")],
+        min_output_tokens=64,  # 60 tokens of room is below the floor: the chain decides
     )
     result = await ab.Guard(budgets=b).run(model_agent, QUESTION, user="u-1")
     sent = model_agent.model.calls[0]  # type: ignore[union-attr]
@@ -143,12 +149,16 @@ async def test_cap_output_shrinks_the_bound_until_it_fits(env: Env) -> None:
         env,
         ab.Allowance(per="user", window="day", tokens=est() + 20),
         on_exhausted=[ab.CapOutput(32), ab.Refuse("no")],
+        min_output_tokens=64,
     )
     with pytest.raises(ab.BudgetExhausted):
         await ab.Guard(budgets=b2).run(agent(bound=None), QUESTION, user="u-1")
     # and without CapOutput, the same room refuses
     b3 = budgets(
-        env, ab.Allowance(per="user", window="day", tokens=room), on_exhausted=[ab.Refuse("no")]
+        env,
+        ab.Allowance(per="user", window="day", tokens=room),
+        on_exhausted=[ab.Refuse("no")],
+        min_output_tokens=64,
     )
     with pytest.raises(ab.BudgetExhausted):
         await ab.Guard(budgets=b3).run(agent(bound=None), QUESTION, user="u-1")

@@ -41,7 +41,9 @@ async def test_1000_concurrent_runs_never_overspend(env: Env) -> None:
     fits = 137
     limit = PER_RUN * fits + PER_RUN // 2
     b = ab.Budgets(
-        store=env.make(), allowances=[ab.Allowance(per="user", window="total", tokens=limit)]
+        store=env.make(),
+        allowances=[ab.Allowance(per="user", window="total", tokens=limit)],
+        min_output_tokens=100,  # a whole run or none: the scripted model ignores the bound
     )
     guard = ab.Guard(budgets=b)
 
