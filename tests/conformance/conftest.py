@@ -1,0 +1,29 @@
+"""The conformance suite drives the SDK's real OpenAI model classes over a fake server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stores"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stores_support import STORE_KINDS, Env, delete_prefix, require_redis
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """Every store kind (Redis: skipped when unreachable, failing under CI=true)."""
+    if request.param == "redis":
+        require_redis()
+    environment = Env(request.param, tmp_path)
+    try:
+        yield environment
+    finally:
+        for store in environment.stores:
+            await store.close()
+        if request.param == "redis":
+            await delete_prefix(environment.prefix)

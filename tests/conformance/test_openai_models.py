@@ -1,0 +1,306 @@
+"""The SDK's real ``OpenAIResponsesModel`` and ``OpenAIChatCompletionsModel``, governed.
+
+Every test drives a real model class over HTTP against ``FakeOpenAI``, JSON and SSE,
+and checks what was sent and what was charged against what the server billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from agents import Agent, ModelBehaviorError, ModelSettings, Runner, function_tool
+from fake_openai import FakeOpenAI, Turn, text_of
+
+import agentbudget as ab
+from agentbudget.pricing import PriceTable, TokenUsage
+from agentbudget.tokens import estimate_call_input
+
+APIS = ["responses", "chat"]
+PRICES = PriceTable.default()
+PROMPT = "Tell me everything."
+
+
+def estimate(prompt: str = PROMPT, model: str = "gpt-4o") -> int:
+    """The input agentbudget estimates for a run's first call with ``prompt``."""
+    return estimate_call_input(model, None, [{"role": "user", "content": prompt}]).tokens
+
+
+def price(model: str, **usage: int) -> Decimal:
+    return PRICES.cost(model, TokenUsage(**usage))
+
+
+def agent(server: FakeOpenAI, api: str, model: str = "gpt-4o", **kwargs: Any) -> Agent[Any]:
+    if api == "chat":
+        # the SDK asks for streamed usage only from api.openai.com; a user of another
+        # endpoint turns it on (test_missing_usage_* covers the case where they don't)
+        settings = kwargs.pop("model_settings", ModelSettings())
+        kwargs["model_settings"] = settings.resolve(ModelSettings(include_usage=True))
+    return Agent(name="assistant", model=server.model(api, model), **kwargs)
+
+
+async def run(agent_: Agent[Any], streamed: bool, prompt: str = PROMPT, **guard: Any) -> Any:
+    """Run under a ``Guard`` (limits and budgets as given), streamed or not."""
+    user = guard.pop("user", None)
+    g = ab.Guard(**guard)
+    if not streamed:
+        return await g.run(agent_, prompt, user=user)
+    result = g.run_streamed(agent_, prompt, user=user)
+    async for _ in result.stream_events():
+        pass
+    return result
+
+
+def sent_bound(body: dict[str, Any]) -> int | None:
+    for key in ("max_output_tokens", "max_completion_tokens", "max_tokens"):
+        if body.get(key) is not None:
+            return int(body[key])
+    return None
+
+
+@pytest.fixture(params=[False, True], ids=["json", "sse"])
+def streamed(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+# -- exact prices on the real path --------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_plain_answer_is_priced_at_the_servers_usage(api: str, streamed: bool) -> None:
+    server = FakeOpenAI([Turn(output_tokens=120)], input_tokens=5_000)
+    result = await run(agent(server, api), streamed)
+    report = ab.report_of(result)
+    (call,) = report.calls
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (5_000, 120, False)
+    assert report.cost_usd == price("gpt-4o", input_tokens=5_000, output_tokens=120)
+    assert sent_bound(server.requests[0]) is None  # nothing limited: nothing added
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_tool_round_trip_charges_both_calls(api: str, streamed: bool) -> None:
+    ran: list[str] = []
+
+    @function_tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        ran.append(q)
+        return "found it"
+
+    server = FakeOpenAI(
+        [Turn(tool="lookup", arguments='{"q": "refunds"}'), Turn(output_tokens=30)],
+        input_tokens=800,
+    )
+    result = await run(
+        agent(server, api, tools=[lookup]), streamed, limits=ab.Limits(max_tool_calls=3)
+    )
+    report = ab.report_of(result)
+    assert ran == ["refunds"] and report.tool_calls == 1
+    assert [c.input_tokens for c in report.calls] == [800, 800]
+    expected = sum(
+        (
+            price("gpt-4o", input_tokens=b["input"], output_tokens=b["output"])
+            for b in server.billed
+        ),
+        Decimal(0),
+    )
+    assert report.cost_usd == expected
+    assert report.output_tokens == sum(b["output"] for b in server.billed)
+
+
+async def test_cached_reasoning_and_cache_write_tokens_are_priced_exactly(
+    streamed: bool,
+) -> None:
+    turn = Turn(
+        output_tokens=500, reasoning_tokens=300, cached_tokens=2_000, cache_write_tokens=1_000
+    )
+    server = FakeOpenAI([turn], input_tokens=6_000)
+    result = await run(agent(server, "responses", "gpt-5.6-sol"), streamed)
+    (call,) = ab.report_of(result).calls
+    assert (call.cached_input_tokens, call.cache_write_tokens, call.reasoning_tokens) == (
+        2_000,
+        1_000,
+        300,
+    )
+    # $4/M uncached, $0.40/M cached, $5/M written, $20/M output (reasoning included)
+    assert (
+        call.cost_usd
+        == Decimal("3000") * 4 / 10**6
+        + Decimal("2000") * Decimal("0.4") / 10**6
+        + Decimal(1000) * 5 / 10**6
+        + Decimal(500) * 20 / 10**6
+    )
+
+
+async def test_long_retention_cache_writes_are_their_own_bucket() -> None:
+    server = FakeOpenAI([Turn(output_tokens=10, cache_write_12h_tokens=1_000)], input_tokens=2_000)
+    table = PRICES.with_prices(
+        {
+            "gpt-5.6-sol": ab.ModelPrice(
+                input="4", cached_input="0.4", cache_write_5m="5", cache_write_1h="8", output="20"
+            )
+        }
+    )
+    result = await ab.Guard(prices=table).run(agent(server, "responses", "gpt-5.6-sol"), "hi")
+    (call,) = ab.report_of(result).calls
+    # 1,000 uncached at $4, 1,000 written for 12 hours at $8, 10 out at $20
+    assert call.cost_usd == Decimal("0.004") + Decimal("0.008") + Decimal("0.0002")
+
+
+# -- limits on the real path: the bound is sent, a cut trips with a report ----------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_max_output_tokens_trips_with_the_servers_usage(api: str, streamed: bool) -> None:
+    server = FakeOpenAI([Turn(output_tokens=2_000)], input_tokens=5_000)
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await run(agent(server, api), streamed, limits=ab.Limits(max_output_tokens=100))
+    assert sent_bound(server.requests[0]) == 100
+    report = caught.value.report
+    assert report is not None and report.outcome == "tripped"
+    (call,) = report.calls
+    assert (call.input_tokens, call.output_tokens) == (5_000, 100)
+    assert report.cost_usd == Decimal("0.0135")  # 5,000 x $2.50/M + 100 x $10/M
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_max_cost_trips_at_or_under_the_limit(api: str, streamed: bool) -> None:
+    prompt = text_of(4_990)
+    server = FakeOpenAI([Turn(output_tokens=10_000)], input_tokens=estimate(prompt))
+    with pytest.raises(ab.CostLimitExceeded) as caught:
+        await run(agent(server, api), streamed, prompt, limits=ab.Limits(max_cost_usd="0.02"))
+    report = caught.value.report
+    assert report is not None
+    (call,) = report.calls
+    assert call.input_tokens == server.input_tokens and not call.estimated
+    # what $0.02 leaves after the input at $2.50/M, at $10/M output
+    left = (Decimal("0.02") - server.input_tokens * Decimal("2.5") / 10**6) * 10**5
+    assert sent_bound(server.requests[0]) == int(left) == call.output_tokens
+    assert report.cost_usd == price(
+        "gpt-4o", input_tokens=server.input_tokens, output_tokens=call.output_tokens
+    )
+    assert report.cost_usd <= Decimal("0.02")
+
+
+async def test_the_users_own_bound_keeps_the_sdks_error_but_is_charged(streamed: bool) -> None:
+    server = FakeOpenAI([Turn(output_tokens=500)], input_tokens=3_000)
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=1_000_000)])
+    a = agent(server, "responses", model_settings=ModelSettings(max_tokens=50))
+    with pytest.raises(ModelBehaviorError):
+        await run(a, streamed, budgets=budgets, user="u")
+    (row,) = await budgets.spend(user="u")
+    assert (row.spent, row.reserved) == (3_050, 0)
+
+
+async def test_reasoning_models_get_max_completion_tokens_on_chat(streamed: bool) -> None:
+    server = FakeOpenAI([Turn(output_tokens=50)], input_tokens=100)
+    result = await run(
+        agent(server, "chat", "o3-mini"), streamed, limits=ab.Limits(max_output_tokens=400)
+    )
+    body = server.requests[0]
+    assert body.get("max_completion_tokens") == 400 and "max_tokens" not in body
+    assert ab.report_of(result).output_tokens == 50
+
+
+# -- usage the provider does not report ---------------------------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_missing_usage_is_charged_the_estimate_and_the_counted_output(
+    api: str, streamed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentbudget import interceptor
+
+    interceptor._warned_no_usage.discard("gpt-4o")
+    server = FakeOpenAI([Turn(output_tokens=300)], input_tokens=5_000, usage=False)
+    prompt = text_of(2_000)
+    bare = Agent(name="assistant", model=server.model(api))
+    with caplog.at_level(logging.WARNING, logger="agentbudget"):
+        if streamed:
+            result = ab.Guard().run_streamed(bare, prompt)
+            async for _ in result.stream_events():
+                pass
+        else:
+            result = await ab.Guard().run(bare, prompt)
+    (call,) = ab.report_of(result).calls
+    assert call.estimated
+    assert call.input_tokens >= 2_000  # the prompt as tiktoken counts it, never 0
+    assert call.output_tokens == 300
+    assert ab.report_of(result).cost_usd > 0
+    warnings = [r for r in caplog.records if "include_usage=True" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+# -- budgets on memory, SQLite and Redis ----------------------------------------------------
+
+
+async def test_budgets_never_admit_past_the_allowance_with_a_bound_honouring_server(
+    env: Any,
+) -> None:
+    server = FakeOpenAI([Turn(output_tokens=40_000)], input_tokens=estimate("go"))
+    budgets = ab.Budgets(
+        store=env.make(), allowances=[ab.Allowance(per="user", window="day", tokens=100_000)]
+    )
+
+    async def one() -> bool:
+        try:
+            await ab.Guard(budgets=budgets).run(agent(server, "responses"), "go", user="u")
+        except (ab.BudgetExhausted, ModelBehaviorError):
+            return False
+        return True
+
+    await asyncio.gather(*(one() for _ in range(10)))
+    (row,) = await budgets.spend(user="u")
+    assert row.reserved == 0
+    assert row.spent == server.billed_tokens
+    assert 100_000 - 16 < row.spent <= 100_000  # filled to the last usable bound, never past
+    assert all(sent_bound(body) is not None for body in server.requests)
+
+
+async def test_a_server_ignoring_the_bound_overshoots_by_at_most_one_response(env: Any) -> None:
+    server = FakeOpenAI(
+        [Turn(output_tokens=40_000)], input_tokens=estimate("go"), honour_bound=False
+    )
+    budgets = ab.Budgets(
+        store=env.make(), allowances=[ab.Allowance(per="user", window="day", tokens=100_000)]
+    )
+    for _ in range(6):
+        try:
+            await ab.Guard(budgets=budgets).run(agent(server, "chat"), "go", user="u")
+        except ab.BudgetExhausted:
+            pass
+    (row,) = await budgets.spend(user="u")
+    assert row.spent == server.billed_tokens
+    assert row.spent <= 100_000 + 40_000 + server.input_tokens
+
+
+async def test_a_fresh_dollar_allowance_admits_its_first_call(env: Any) -> None:
+    server = FakeOpenAI([Turn(output_tokens=200)], input_tokens=50)
+    budgets = ab.Budgets(
+        store=env.make(), allowances=[ab.Allowance(per="user", window="day", usd="1.00")]
+    )
+    result = await ab.Guard(budgets=budgets).run(
+        agent(server, "responses", "gpt-5"), "hi", user="u"
+    )
+    assert ab.report_of(result).outcome == "completed"
+    bound = sent_bound(server.requests[0])
+    # what $1 leaves after the input, at $10/M output: the bound is lowered, not refused
+    assert bound is not None and 99_000 < bound < 100_000
+    (row,) = await budgets.spend(user="u")
+    assert row.spent == (PRICES.cost_nanos("gpt-5", TokenUsage(input_tokens=50, output_tokens=200)))
+
+
+async def test_a_cut_at_a_budget_lowered_bound_raises_budget_exhausted_with_a_report(
+    streamed: bool,
+) -> None:
+    server = FakeOpenAI([Turn(output_tokens=5_000)], input_tokens=estimate())
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=1_000)])
+    with pytest.raises(ab.BudgetExhausted) as caught:
+        await run(agent(server, "responses"), streamed, budgets=budgets, user="u")
+    report = caught.value.report
+    assert report is not None and report.calls[0].input_tokens == server.input_tokens
+    (row,) = await budgets.spend(user="u")
+    assert row.spent == server.billed_tokens <= 1_000 and row.reserved == 0
