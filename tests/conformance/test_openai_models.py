@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from agents import Agent, ModelBehaviorError, ModelSettings, Runner, function_tool
+from agents import Agent, ModelBehaviorError, ModelSettings, function_tool
 from fake_openai import FakeOpenAI, Turn, text_of
 
 import agentbudget as ab
