@@ -451,7 +451,10 @@ class MeteredModel(Model):
         usage is omitted) is charged the input estimate and the output counted from the
         stream's deltas or the response's text; never $0.
         """
-        usage = TokenUsage.from_agents_usage(reported) if reported is not None else None
+        if isinstance(reported, TokenUsage) or reported is None:
+            usage = reported
+        else:
+            usage = TokenUsage.from_agents_usage(reported)
         if usage is not None and not usage.is_empty:
             return usage, False
         if plan.model_name not in _warned_no_usage:
@@ -468,18 +471,18 @@ class MeteredModel(Model):
         return TokenUsage(input_tokens=self._exact_input(plan), output_tokens=counted), True
 
     async def _settle_cut(
-        self, plan: CallPlan, response: Any, counted: int | None, *, streamed: bool
+        self, plan: CallPlan, ended: _Ended, counted: int | None, *, streamed: bool
     ) -> AgentBudgetExceeded | None:
         """Charge a response that ended ``incomplete`` (or ``failed``) at its reported usage.
 
         Returns the limit error to raise when the response was cut at an output bound a
         limit or an allowance set; None when the SDK's own error should stand.
         """
-        reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
-        cut = reason == "max_output_tokens"
-        reported = getattr(response, "usage", None)
-        output = getattr(response, "output", None) or []
-        usage, estimated = self._paid_usage(plan, reported, output, counted)
+        cut = ended.cut
+        if ended.usage is None and not cut:  # a failure that reported nothing: as any failure
+            await self._settle_failed(plan, counted or 0, streamed=streamed)
+            return None
+        usage, estimated = self._paid_usage(plan, ended.usage, ended.output, counted)
         if estimated and cut and usage.output_tokens < plan.output_bound:
             # cut at the bound, with no usage reported: it produced the whole bound
             usage = TokenUsage(input_tokens=usage.input_tokens, output_tokens=plan.output_bound)
@@ -549,7 +552,7 @@ class MeteredModel(Model):
                 prompt=prompt,
             )
         except BaseException as exc:
-            ended = _terminal_response(exc)
+            ended = _Ended.behind(exc)
             if ended is None:
                 await self._settle_failed(plan, 0, streamed=False)
                 raise
@@ -620,13 +623,19 @@ class MeteredModel(Model):
                     self._after_response(plan, model_response, usage, handoffs)
                 elif kind in _TERMINAL_FAILURES and not plan.hold.released:
                     error = await self._settle_cut(
-                        plan, getattr(event, "response", None), counted, streamed=True
+                        plan, _Ended.of(getattr(event, "response", None)), counted, streamed=True
                     )
                     if error is not None:
                         raise error
                 yield event
-        except BaseException:
-            await self._settle_failed(plan, counted, streamed=True)
+        except BaseException as exc:
+            ended = None if plan.hold.released else _Ended.behind(exc)
+            if ended is None:
+                await self._settle_failed(plan, counted, streamed=True)
+                raise
+            error = await self._settle_cut(plan, ended, counted, streamed=True)
+            if error is not None:
+                raise error from exc
             raise
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -722,24 +731,74 @@ def _output_strings(value: Any) -> Iterator[str]:
             yield from _output_strings(element)
 
 
-def _terminal_response(exc: BaseException) -> Any:
-    """The ``incomplete`` or ``failed`` Responses ``Response`` behind the SDK's error.
+@dataclasses.dataclass
+class _Ended:
+    """A paid response that the SDK turned into an error: what it used and produced."""
 
-    The SDK raises ``ModelBehaviorError`` for such a response without keeping it; the
-    paid usage is still in the frame that raised, so it is read from the traceback.
-    """
-    from agents.exceptions import ModelBehaviorError
-    from openai.types.responses import Response
+    usage: Any
+    output: Any
+    cut: bool
+    """It stopped at the request's output bound."""
 
-    if not isinstance(exc, ModelBehaviorError):
+    @classmethod
+    def of(cls, response: Any) -> _Ended:
+        """From a Responses ``Response`` that ended ``incomplete`` or ``failed``."""
+        reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
+        return cls(
+            getattr(response, "usage", None),
+            getattr(response, "output", None) or [],
+            reason == "max_output_tokens",
+        )
+
+    @classmethod
+    def behind(cls, exc: BaseException) -> _Ended | None:
+        """The paid response behind the SDK's ``ModelBehaviorError``, if it was one.
+
+        The SDK raises ``ModelBehaviorError`` for an ``incomplete`` or ``failed``
+        Responses response, and for a Chat Completions answer cut by ``length`` with
+        nothing in it, without keeping the response; the paid usage is still in the
+        frame that raised, so it is read from the traceback.
+        """
+        from agents.exceptions import ModelBehaviorError
+        from openai.types.chat import ChatCompletion
+        from openai.types.completion_usage import CompletionUsage
+        from openai.types.responses import Response
+
+        if not isinstance(exc, ModelBehaviorError):
+            return None
+        tb = exc.__traceback__
+        while tb is not None:
+            local = tb.tb_frame.f_locals
+            if isinstance(local.get("usage"), CompletionUsage) and "saw_length" in local:
+                # the SDK's Chat Completions stream handler, ended by length
+                return cls(_chat_usage(local["usage"]), [], bool(local["saw_length"]))
+            for value in local.values():
+                if isinstance(value, Response) and value.status in ("incomplete", "failed"):
+                    return cls.of(value)
+                if isinstance(value, ChatCompletion) and value.choices:
+                    choice = value.choices[0]
+                    return cls(
+                        _chat_usage(value.usage),
+                        [choice.message.model_dump(exclude_none=True)],
+                        choice.finish_reason == "length",
+                    )
+            tb = tb.tb_next
         return None
-    tb = exc.__traceback__
-    while tb is not None:
-        for value in tb.tb_frame.f_locals.values():
-            if isinstance(value, Response) and value.status in ("incomplete", "failed"):
-                return value
-        tb = tb.tb_next
-    return None
+
+
+def _chat_usage(usage: Any) -> TokenUsage | None:
+    """A Chat Completions usage block as ``TokenUsage`` (None when absent)."""
+    if usage is None:
+        return None
+    prompt = getattr(usage, "prompt_tokens_details", None)
+    completion = getattr(usage, "completion_tokens_details", None)
+    return TokenUsage.normalised(
+        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        cached_input_tokens=getattr(prompt, "cached_tokens", 0) or 0,
+        cache_write_tokens=getattr(prompt, "cache_write_tokens", 0) or 0,
+        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        reasoning_tokens=getattr(completion, "reasoning_tokens", 0) or 0,
+    )
 
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:

@@ -304,3 +304,21 @@ async def test_a_cut_at_a_budget_lowered_bound_raises_budget_exhausted_with_a_re
     assert report is not None and report.calls[0].input_tokens == server.input_tokens
     (row,) = await budgets.spend(user="u")
     assert row.spent == server.billed_tokens <= 1_000 and row.reserved == 0
+
+
+async def test_a_chat_answer_cut_inside_its_reasoning_is_charged_and_trips(
+    streamed: bool,
+) -> None:
+    # everything the model produced before the bound was reasoning: no text, no tool call
+    server = FakeOpenAI([Turn(output_tokens=2_000, reasoning_tokens=2_000)], input_tokens=40)
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await run(
+            agent(server, "chat", "o3-mini"), streamed, limits=ab.Limits(max_output_tokens=100)
+        )
+    report = caught.value.report
+    assert report is not None
+    (call,) = report.calls
+    assert call.output_tokens == 100 == server.billed[0]["output"]
+    assert report.cost_usd >= price("o3-mini", input_tokens=40, output_tokens=100) - Decimal(
+        "0.0000001"
+    )
