@@ -196,7 +196,7 @@ class AgentCosts:
     @property
     def cost_usd(self) -> Decimal:
         """Exact sum of the runs' ``cost_usd`` (priced calls only; see ``unpriced_calls``)."""
-        return nanos_to_usd(sum(usd_to_nanos(r.cost_usd) for r in self.reports))
+        return nanos_to_usd(sum(usd_to_nanos(r.cost_usd or Decimal(0)) for r in self.reports))
 
     @property
     def tokens(self) -> int:
@@ -271,7 +271,7 @@ class AgentCosts:
             )
             lines.append(
                 f"  {index}. agent {r.agent!r} run_id {r.run_id} ({r.outcome}): "
-                f"{_usd(r.cost_usd)}{unpriced}, {_plural(r.total_tokens, 'token')}, "
+                f"{_usd(r.cost_usd or Decimal(0))}{unpriced}, {_plural(r.total_tokens, 'token')}, "
                 f"{_plural(r.llm_calls, 'LLM call')}, {_plural(r.tool_calls, 'tool call')}"
             )
         return "\n".join(lines)
@@ -286,8 +286,8 @@ class AgentCosts:
 def _measure_of(report: RunReport, label: str) -> Decimal | int:
     if label == "tokens":
         return report.total_tokens
-    value: Decimal | int = getattr(report, label)
-    return value
+    value: Decimal | int | None = getattr(report, label)
+    return value or 0  # an all-unpriced run's cost_usd is None
 
 
 @contextlib.contextmanager

@@ -136,7 +136,11 @@ def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
             name=model_name(agent, run_config, model),
             agent=agent,
             meter=meter,
-            provider=run_config.model_provider,
+            # A Downgrade by name goes to the provider only when the provider built this
+            # model; a Model instance the user gave is matched by its own class and client.
+            provider=None
+            if model is agent.model or model is run_config.model
+            else (run_config.model_provider),
         )
         meter.proxies[key] = proxy
     return proxy
@@ -316,7 +320,8 @@ def _governed_run_streamed(
         raise
     finally:
         CURRENT_RUN.reset(token)
-    attach_report(result, lambda: meter.report(outcome="completed"))
+    # Until the stream finishes (and _finish attaches the final report) the run is running.
+    attach_report(result, lambda: meter.report(outcome="running"))
     deadline = _deadline(meter)
     loop = asyncio.get_running_loop()
     timer = None

@@ -184,6 +184,8 @@ def test_run_sync(close_sdk_loop: None) -> None:
 async def test_run_streamed_report() -> None:
     agent = Agent(name="s", model=scripted_model("gpt-4o", [long_stream(300, input_tokens=40)]))
     streamed = ab.Guard().run_streamed(agent, "hi")
+    # before the stream is consumed the run is still going: its report says so
+    assert ab.report_of(streamed).outcome == "running"
     deltas = [
         e
         async for e in streamed.stream_events()
@@ -223,8 +225,24 @@ async def test_unpriced_model_without_dollar_limit_runs_and_is_marked(
         result = await ab.Guard(limits=ab.Limits(max_tool_calls=3)).run(agent, "hi")
     report = ab.report_of(result)
     assert report.calls[0].cost_usd is None and report.calls[0].price_key is None
-    assert report.unpriced_calls == 1 and report.cost_usd == 0
+    # every call unpriced: the run's cost is unknown, not $0
+    assert report.unpriced_calls == 1 and report.cost_usd is None
     assert "my-local-llm" in caplog.text
+    assert ab.RunReport.model_validate_json(report.model_dump_json()) == report
+
+
+async def test_a_run_with_priced_and_unpriced_calls_sums_the_priced_ones() -> None:
+    local = Agent(
+        name="local",
+        model=scripted_model("my-local-llm", [reply("x", input_tokens=5, output_tokens=5)]),
+    )
+    start = Agent(
+        name="s",
+        handoffs=[local],
+        model=scripted_model("gpt-4o", [handoff_call(local, input_tokens=100, output_tokens=0)]),
+    )
+    report = ab.report_of(await ab.Guard().run(start, "hi"))
+    assert report.unpriced_calls == 1 and report.cost_usd == Decimal("0.000250000")
 
 
 async def test_unpriced_model_under_dollar_limit_fails_before_any_call() -> None:
