@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from ._format import plural
 from .errors import ConfigurationError
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .report import RunReport
@@ -66,10 +67,6 @@ def _usd(amount: Decimal) -> str:
     text = format(amount.normalize(), "f")
     whole, _, cents = text.partition(".")
     return f"${whole}.{cents.ljust(2, '0')}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,7 @@ class CostBounds:
             if measure.label == "cost_usd":
                 shown, limit = _usd(observed), _usd(bound)
                 if costs.unpriced_calls:
-                    unpriced = _plural(costs.unpriced_calls, "LLM call")
+                    unpriced = plural(costs.unpriced_calls, "LLM call")
                     exceeded.append(f"cost_usd unknown ({unpriced} unpriced) vs max {limit}")
                     lines.append(
                         f"  cost_usd: UNKNOWN, {unpriced} had no price ({shown} priced) vs max "
@@ -151,7 +148,7 @@ class CostBounds:
         if not exceeded:
             return None
         runs = len(costs.reports)
-        heading = f"bounds (totals over {_plural(runs, 'run')}):"
+        heading = f"bounds (totals over {plural(runs, 'run')}):"
         return Verdict(
             headline="; ".join(exceeded), details="\n".join([heading, *lines, costs.summary()])
         )
@@ -266,13 +263,11 @@ class AgentCosts:
         if not reports:
             lines.append("  (no runs recorded)")
         for index, r in enumerate(reports, 1):
-            unpriced = (
-                f" + {_plural(r.unpriced_calls, 'unpriced call')}" if r.unpriced_calls else ""
-            )
+            unpriced = f" + {plural(r.unpriced_calls, 'unpriced call')}" if r.unpriced_calls else ""
             lines.append(
                 f"  {index}. agent {r.agent!r} run_id {r.run_id} ({r.outcome}): "
-                f"{_usd(r.cost_usd or Decimal(0))}{unpriced}, {_plural(r.total_tokens, 'token')}, "
-                f"{_plural(r.llm_calls, 'LLM call')}, {_plural(r.tool_calls, 'tool call')}"
+                f"{_usd(r.cost_usd or Decimal(0))}{unpriced}, {plural(r.total_tokens, 'token')}, "
+                f"{plural(r.llm_calls, 'LLM call')}, {plural(r.tool_calls, 'tool call')}"
             )
         return "\n".join(lines)
 
