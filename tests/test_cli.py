@@ -181,3 +181,23 @@ def test_spend_finds_the_budgets_module_in_the_current_directory(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     (row,) = [line.split() for line in done.stdout.splitlines() if line.startswith("user/day")]
     assert row[1] == "u-42" and row[4:] == ["50000", "0", "0", "50000"]
+
+
+def test_the_errors_shown_in_the_docs_are_the_ones_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    (shown,) = re.findall(r"^```text\n(.*?)^```", page, re.S | re.M)
+    lines = shown.splitlines()
+    checked = 0
+    for command, printed in zip(lines[::2], lines[1::2], strict=True):
+        argv = shlex.split(command.removeprefix("$ "))
+        assert argv[0] == "agentbudget"
+        code, out, err = run(argv[1:], capsys)
+        assert (code, out, err) == (2, "", printed + "\n")
+        checked += 1
+    assert checked == 2
