@@ -123,8 +123,8 @@ def attach_report(result: Any, report: Any) -> None:
 def report_of(result: Any) -> RunReport:
     """The ``RunReport`` of a result produced under agentbudget (``Guard`` or ``budget()``).
 
-    For a streamed run the report is current as of the call; it is final once the
-    stream has been consumed.
+    For a streamed run the report is current as of the call, with ``outcome="running"``
+    until the stream has been consumed; then it is final.
 
     Raises:
         LookupError: when the result was not produced under agentbudget.
