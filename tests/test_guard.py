@@ -364,3 +364,24 @@ async def test_a_bucket_without_a_rate_is_recorded_unpriced_never_free(
     with pytest.raises(ab.UnknownModelError) as info:
         await ab.Guard(limits=ab.Limits(max_cost_usd="1")).run(agent(), "hi")
     assert "cached_input" in str(info.value)
+
+
+async def test_log_sink_writes_one_line_per_run_at_its_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = Agent(
+        name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
+    )
+    with caplog.at_level(logging.DEBUG, logger="agentbudget"):
+        await ab.Guard(sinks=[ab.LogSink()]).run(agent, "hi", user="u-1")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
+    assert record.levelno == logging.INFO and record.name == "agentbudget"
+    assert "user=u-1 outcome=completed cost_usd=0.000125000 tokens=20" in record.getMessage()
+    caplog.clear()
+    agent2 = Agent(
+        name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
+    )
+    with caplog.at_level(logging.DEBUG, logger="myapp"):
+        await ab.Guard(sinks=[ab.LogSink("myapp.costs", level=logging.WARNING)]).run(agent2, "hi")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
+    assert (record.levelno, record.name) == (logging.WARNING, "myapp.costs")
