@@ -132,8 +132,12 @@ def test_demo_runs_offline_and_explains_itself() -> None:
     ],
 )
 def test_each_misuse_prints_one_line_and_exits_2(
-    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # spend --budgets may add the cwd
     code, out, err = run(argv, capsys)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("agentbudget"), err
