@@ -131,16 +131,15 @@ def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
     key = (id(model), agent.name)
     proxy = meter.proxies.get(key)
     if proxy is None or proxy.inner is not model:
+        # A Downgrade by name goes to the provider only when the provider built this model;
+        # a Model instance the user gave is matched by its own class and client instead.
+        by_name = model is not agent.model and model is not run_config.model
         proxy = MeteredModel(
             model,
             name=model_name(agent, run_config, model),
             agent=agent,
             meter=meter,
-            # A Downgrade by name goes to the provider only when the provider built this
-            # model; a Model instance the user gave is matched by its own class and client.
-            provider=None
-            if model is agent.model or model is run_config.model
-            else (run_config.model_provider),
+            provider=run_config.model_provider if by_name else None,
         )
         meter.proxies[key] = proxy
     return proxy
