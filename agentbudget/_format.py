@@ -13,8 +13,8 @@ def plural(count: int, word: str) -> str:
 
 
 def usd_rate(amount: Decimal | None) -> str:
-    """A rate exactly, with at least two decimals: ``2.50``, ``0.075``, ``18.75``; ``-`` for
-    None."""
+    """An amount exactly, with at least two decimals: ``2.50``, ``0.075``, ``18.75``; ``-``
+    for None."""
     if amount is None:
         return "-"
     whole, _, fraction = format(amount.normalize(), "f").partition(".")

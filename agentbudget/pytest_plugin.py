@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ._format import plural
+from ._format import plural, usd_rate
 from .errors import ConfigurationError
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .report import RunReport
@@ -64,9 +64,7 @@ _MARKER_KWS = tuple(sorted(m.marker_kw for m in _MEASURES))
 
 def _usd(amount: Decimal) -> str:
     """``$2.50``, ``$0.000444``: exact, without trailing zeros past the cents."""
-    text = format(amount.normalize(), "f")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
+    return f"${usd_rate(amount)}"
 
 
 @dataclass(frozen=True)
