@@ -140,9 +140,23 @@ class Allowance:
 
 @dataclass(frozen=True)
 class Downgrade:
-    """Degrade step: send the call to a cheaper model (a name, or a ``Model``)."""
+    """Degrade step: send the call to a cheaper model (a name, or a ``Model``).
+
+    A name is served like the agent's own model: by the run's model provider when the
+    agent names its model, or by a model of the same class and client (base URL, API key)
+    when the agent (or ``RunConfig.model``) holds a ``Model`` instance.
+    """
 
     model: str | Model
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            if not self.model.strip():
+                raise ConfigurationError("Downgrade needs a model name, got an empty string")
+        elif not isinstance(self.model, Model):
+            raise ConfigurationError(
+                f"Downgrade takes a model name or an agents.Model, got {self.model!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,47 @@
-"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``demo``."""
+"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``demo``.
+
+Misuse (a bad argument, an unknown model, an unreadable price file, a module that does
+not import) prints one line to stderr and exits 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from .errors import AgentBudgetError
+from . import __version__
+from ._format import usd_rate
+from .errors import AgentBudgetError, ConfigurationError
 from .money import nanos_to_usd
 from .pricing import ModelPrice, PriceTable
 
 __all__ = ["main"]
 
 
-def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value}"
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """A whole number of tokens, 0 or more (an argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _tokens(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _matches(pattern: str, names: Sequence[str]) -> bool:
@@ -26,8 +51,13 @@ def _matches(pattern: str, names: Sequence[str]) -> bool:
     return any(pattern in name for name in names)
 
 
+def _table(args: argparse.Namespace) -> PriceTable:
+    """The price file given with ``--prices``, or the bundled table."""
+    return PriceTable.from_file(args.prices) if args.prices else PriceTable.default()
+
+
 def cmd_prices(args: argparse.Namespace) -> int:
-    table = PriceTable.from_file(args.file) if args.file else PriceTable.default()
+    table = _table(args)
     rows: list[tuple[str, ModelPrice]] = []
     for name, price in sorted(table.models().items()):
         if args.pattern is None or _matches(args.pattern, [name, *table.aliases_of(name)]):
@@ -47,11 +77,13 @@ def cmd_prices(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for name, p in rows:
-        tiers = ", ".join(f">{t.above_input_tokens:,}: {t.input}/{t.output}" for t in p.tiers)
+        tiers = ", ".join(
+            f">{t.above_input_tokens:,}: {usd_rate(t.input)}/{usd_rate(t.output)}" for t in p.tiers
+        )
         print(
-            f"{name:<24} {_fmt(p.input):>8} {_fmt(p.cached_input):>8} "
-            f"{_fmt(p.cache_write_5m):>8} {_fmt(p.cache_write_1h):>8} {_fmt(p.output):>8} "
-            f"{_fmt(p.max_output_tokens):>8}  {tiers}"
+            f"{name:<24} {usd_rate(p.input):>8} {usd_rate(p.cached_input):>8} "
+            f"{usd_rate(p.cache_write_5m):>8} {usd_rate(p.cache_write_1h):>8} "
+            f"{usd_rate(p.output):>8} {_tokens(p.max_output_tokens):>8}  {tiers}".rstrip()
         )
         if args.verbose:
             aliases = table.aliases_of(name)
@@ -65,12 +97,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .pricing import TokenUsage
     from .tokens import estimate_call_input
 
+    table = _table(args)
+    price = table.get(args.model)  # an unknown model fails before reading stdin
     text = args.text if args.text is not None else sys.stdin.read()
-    table = PriceTable.default()
     estimate = estimate_call_input(
         args.model, args.instructions, [{"role": "user", "content": text}]
     )
-    price = table.get(args.model)
     output = (
         args.output_tokens if args.output_tokens is not None else (price.max_output_tokens or 0)
     )
@@ -78,32 +110,55 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     high = table.cost(args.model, TokenUsage(input_tokens=estimate.tokens, output_tokens=output))
     kind = "approximate (no public tokenizer)" if estimate.approximate else estimate.encoding
     print(f"model:         {args.model} (priced as {table.resolve(args.model)})")
-    print(f"input tokens:  {estimate.tokens} ({kind})")
+    print(f"input tokens:  {estimate.tokens:,} ({kind})")
     print(f"input cost:    ${low}")
-    print(f"worst case:    ${high} with {output} output tokens")
+    print(f"worst case:    ${high} with {output:,} output tokens")
     return 0
+
+
+def _load_budgets(spec: str) -> Any:
+    """The object named by ``module:attribute`` (attribute ``budgets`` when omitted).
+
+    The current directory is searched first, as ``python -m`` does: the console script
+    alone would not find ``myapp.py`` next to the user.
+    """
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: report whatever stops it importing
+        raise ConfigurationError(
+            f"--budgets {spec}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        return getattr(module, attribute or "budgets")
+    except AttributeError:
+        raise ConfigurationError(
+            f"--budgets {spec}: module {module_name!r} has no attribute {attribute or 'budgets'!r}"
+        ) from None
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
     import asyncio
-    import importlib
 
     from .budgets import Budgets, parse_allowance
 
     if args.budgets:
-        module_name, _, attribute = args.budgets.partition(":")
-        budgets = getattr(importlib.import_module(module_name), attribute or "budgets")
+        budgets = _load_budgets(args.budgets)
         if not isinstance(budgets, Budgets):
-            print(f"{args.budgets} is not an agentbudget.Budgets", file=sys.stderr)
-            return 2
+            raise ConfigurationError(
+                f"--budgets {args.budgets}: is a {type(budgets).__name__}, not an "
+                "agentbudget.Budgets"
+            )
     else:
         if not args.allowance:
-            print(
+            raise ConfigurationError(
                 "give the allowances: --allowance user:day:tokens=50000 (repeatable) "
-                "or --budgets module:attribute",
-                file=sys.stderr,
+                "or --budgets module:attribute"
             )
-            return 2
         budgets = Budgets(
             store=args.store, allowances=[parse_allowance(a) for a in args.allowance], tz=args.tz
         )
@@ -146,20 +201,37 @@ def cmd_demo(_args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agentbudget", description="Cost controls for the OpenAI Agents SDK."
+def _prices_option(parser: argparse.ArgumentParser, *names: str) -> None:
+    parser.add_argument(
+        *names,
+        dest="prices",
+        metavar="FILE",
+        help="a price file with the bundled schema, used instead of the bundled table",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agentbudget", description="Cost controls for the OpenAI Agents SDK.")
+    parser.add_argument(
+        "--version", action="version", version=f"agentbudget {__version__} (agentbudget-sdk)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("prices", help="show the rates of models matching PATTERN")
     p.add_argument("pattern", nargs="?", help="substring, glob or alias (e.g. gpt-4o, 'claude*')")
-    p.add_argument("--file", help="a price file with the bundled schema")
+    _prices_option(p, "--prices", "--file")
     p.add_argument("-v", "--verbose", action="store_true", help="show aliases and sources")
     p.set_defaults(func=cmd_prices)
     e = sub.add_parser("estimate", help="estimate the tokens and cost of one call")
     e.add_argument("--model", required=True)
-    e.add_argument("--instructions", default=None)
-    e.add_argument("--output-tokens", type=int, default=None)
+    e.add_argument("--instructions", default=None, help="the system prompt")
+    e.add_argument(
+        "--output-tokens",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="output bound of the worst case (default: the model's maximum output)",
+    )
+    _prices_option(e, "--prices")
     e.add_argument("text", nargs="?", help="the input (stdin when omitted)")
     e.set_defaults(func=cmd_estimate)
     s = sub.add_parser("spend", help="spent, reserved and remaining per budget window")
@@ -172,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="per:window:unit=amount, e.g. user:day:tokens=50000 (repeatable)",
     )
-    s.add_argument("--budgets", help="module:attribute of your Budgets object instead")
+    s.add_argument(
+        "--budgets",
+        metavar="MODULE:ATTR",
+        help="your Budgets object instead (the module is looked up in the current directory)",
+    )
     s.add_argument("--tz", default="UTC", help="time zone of calendar windows")
     who = s.add_mutually_exclusive_group()
     who.add_argument("--user")
@@ -188,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except AgentBudgetError as exc:
-        print(f"agentbudget: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `agentbudget prices | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (AgentBudgetError, ValueError, OSError) as exc:
+        # Bad input, an unknown model, an unreadable file, a store that cannot be reached.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"agentbudget {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 
+from ._format import plural
 from .errors import AgentBudgetExceeded
 from .guard import Guard
 from .limits import Limits
@@ -30,8 +31,8 @@ def _table(report: RunReport, say: Callable[[str], None]) -> None:
             f"{call.cached_input_tokens:>7} {call.output_tokens:>7}  {cost:>12}{mark}"
         )
     say(
-        f"    total: ${report.cost_usd} for {report.total_tokens} tokens, "
-        f"{len(report.calls)} LLM calls, {report.tool_calls} tool calls"
+        f"    total: ${report.cost_usd} for {plural(report.total_tokens, 'token')}, "
+        f"{plural(len(report.calls), 'LLM call')}, {plural(report.tool_calls, 'tool call')}"
         f"{_tools(report)} - outcome: {report.outcome}"
     )
 
@@ -157,8 +158,8 @@ async def _demo(say: Callable[[str], None]) -> None:
     except AgentBudgetExceeded as exc:
         say(f"    refused before sending call {answers + 1}: {exc}")
     say(
-        f"    scope spent ${scope.cost_usd} of $0.01 in {scope.llm_calls} calls "
-        f"({scope.tokens} tokens); the refused call was never sent."
+        f"    scope spent ${scope.cost_usd} of $0.01 in {plural(scope.llm_calls, 'LLM call')} "
+        f"({plural(scope.tokens, 'token')}); the refused call was never sent."
     )
     say("\nThat is agentbudget: limits that stop runs before they spend, and exact reports.")
 

@@ -14,6 +14,7 @@ would pass ``max_tool_calls``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import weakref
@@ -24,6 +25,7 @@ from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSett
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
+from agents.models.openai_responses import OpenAIResponsesModel, OpenAIResponsesWSModel
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
 from .errors import (
@@ -183,6 +185,25 @@ class CallPlan:
         return _worst_nanos(self.input_pico, self.pico_per_output, self.output_bound)
 
 
+def sibling_model(model: Model, name: str) -> Model:
+    """``name`` served by a model of the same class and client (or settings) as ``model``."""
+    if type(model) is OpenAIResponsesWSModel:
+        options = getattr(model, "_websocket_options", None)
+        return OpenAIResponsesWSModel(name, model._client, websocket_options=options)
+    if type(model) is OpenAIResponsesModel:
+        return OpenAIResponsesModel(name, model._client)
+    if isinstance(getattr(model, "model", None), str):
+        # OpenAIChatCompletionsModel, LitellmModel and most others keep their client and
+        # settings in attributes next to ``model``: copy them, change the name.
+        sibling = copy.copy(model)
+        sibling.model = name  # type: ignore[attr-defined]
+        return sibling
+    raise ConfigurationError(
+        f"Downgrade({name!r}) cannot build a {type(model).__name__} for {name!r}: give "
+        "Downgrade a Model instance instead of a name"
+    )
+
+
 class MeteredModel(Model):
     """Wraps the model that serves one agent's calls inside a governed run."""
 
@@ -248,8 +269,8 @@ class MeteredModel(Model):
         if isinstance(model, Model):
             name = getattr(model, "model", None)
             return model, name if isinstance(name, str) else type(model).__name__
-        if self.provider is None:
-            raise ConfigurationError(f"cannot resolve model {model!r}: no model provider")
+        if self.provider is None:  # the agent's own Model instance: same class and client
+            return sibling_model(self.inner, model), model
         return self.provider.get_model(model), model
 
     def plan(

@@ -380,7 +380,7 @@ class RunMeter:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
-            cost_usd=nanos_to_usd(sum(c.nanos for c in records if c.nanos is not None)),
+            cost_usd=_total_usd(records),
             unpriced_calls=sum(1 for c in records if c.nanos is None),
             duration_s=round(duration, 6),
             started_at=self.started_at,
@@ -389,6 +389,14 @@ class RunMeter:
             tripped_limit=tripped_limit,
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
+
+
+def _total_usd(records: tuple[CallRecord, ...]) -> Decimal | None:
+    """The priced calls' sum; None when there were calls and none had a price."""
+    priced = [c.nanos for c in records if c.nanos is not None]
+    if records and not priced:
+        return None
+    return nanos_to_usd(sum(priced))
 
 
 class MeterHooks(RunHooks[Any]):

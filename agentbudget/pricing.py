@@ -44,13 +44,39 @@ __all__ = ["ModelPrice", "PriceTable", "PriceTier", "TokenUsage"]
 _RATE_FIELDS = ("input", "cached_input", "cache_write_5m", "cache_write_1h", "output", "reasoning")
 
 
+def _problem(err: Any) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in err["loc"])
+    return f"{where}: {message}" if where else message
+
+
+def _configuration_error(model: str, exc: ValidationError) -> ConfigurationError:
+    """A pydantic ``ValidationError`` as the ``ConfigurationError`` everything else raises."""
+    problems = "; ".join(_problem(err) for err in exc.errors())
+    return ConfigurationError(f"invalid {model}: {problems}")
+
+
+class _Checked(BaseModel):
+    """A model whose direct construction raises ``ConfigurationError`` for bad values."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(type(self).__name__, exc) from None
+
+    # Only direct calls go through this __init__; nested validation (a price file) keeps
+    # pydantic's errors, which name the entry and field. Same flag as pydantic's RootModel.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
 def _rate(value: Any, info: Any) -> Decimal | None:
     if value is None:
         return None
     return parse_usd(value, field=info.field_name)
 
 
-class _Rates(BaseModel):
+class _Rates(_Checked):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     input: Decimal
@@ -179,7 +205,7 @@ class ModelPrice(_Rates):
         )
 
 
-class TokenUsage(BaseModel):
+class TokenUsage(_Checked):
     """Provider-neutral token usage of one LLM request.
 
     ``input_tokens`` counts every input token, cached and cache-written ones included;

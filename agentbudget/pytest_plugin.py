@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from ._format import plural, usd_rate
 from .errors import ConfigurationError
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .report import RunReport
@@ -63,13 +64,7 @@ _MARKER_KWS = tuple(sorted(m.marker_kw for m in _MEASURES))
 
 def _usd(amount: Decimal) -> str:
     """``$2.50``, ``$0.000444``: exact, without trailing zeros past the cents."""
-    text = format(amount.normalize(), "f")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
+    return f"${usd_rate(amount)}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +127,7 @@ class CostBounds:
             if measure.label == "cost_usd":
                 shown, limit = _usd(observed), _usd(bound)
                 if costs.unpriced_calls:
-                    unpriced = _plural(costs.unpriced_calls, "LLM call")
+                    unpriced = plural(costs.unpriced_calls, "LLM call")
                     exceeded.append(f"cost_usd unknown ({unpriced} unpriced) vs max {limit}")
                     lines.append(
                         f"  cost_usd: UNKNOWN, {unpriced} had no price ({shown} priced) vs max "
@@ -151,7 +146,7 @@ class CostBounds:
         if not exceeded:
             return None
         runs = len(costs.reports)
-        heading = f"bounds (totals over {_plural(runs, 'run')}):"
+        heading = f"bounds (totals over {plural(runs, 'run')}):"
         return Verdict(
             headline="; ".join(exceeded), details="\n".join([heading, *lines, costs.summary()])
         )
@@ -196,7 +191,7 @@ class AgentCosts:
     @property
     def cost_usd(self) -> Decimal:
         """Exact sum of the runs' ``cost_usd`` (priced calls only; see ``unpriced_calls``)."""
-        return nanos_to_usd(sum(usd_to_nanos(r.cost_usd) for r in self.reports))
+        return nanos_to_usd(sum(usd_to_nanos(r.cost_usd or Decimal(0)) for r in self.reports))
 
     @property
     def tokens(self) -> int:
@@ -266,13 +261,11 @@ class AgentCosts:
         if not reports:
             lines.append("  (no runs recorded)")
         for index, r in enumerate(reports, 1):
-            unpriced = (
-                f" + {_plural(r.unpriced_calls, 'unpriced call')}" if r.unpriced_calls else ""
-            )
+            unpriced = f" + {plural(r.unpriced_calls, 'unpriced call')}" if r.unpriced_calls else ""
             lines.append(
                 f"  {index}. agent {r.agent!r} run_id {r.run_id} ({r.outcome}): "
-                f"{_usd(r.cost_usd)}{unpriced}, {_plural(r.total_tokens, 'token')}, "
-                f"{_plural(r.llm_calls, 'LLM call')}, {_plural(r.tool_calls, 'tool call')}"
+                f"{_usd(r.cost_usd or Decimal(0))}{unpriced}, {plural(r.total_tokens, 'token')}, "
+                f"{plural(r.llm_calls, 'LLM call')}, {plural(r.tool_calls, 'tool call')}"
             )
         return "\n".join(lines)
 
@@ -286,8 +279,8 @@ class AgentCosts:
 def _measure_of(report: RunReport, label: str) -> Decimal | int:
     if label == "tokens":
         return report.total_tokens
-    value: Decimal | int = getattr(report, label)
-    return value
+    value: Decimal | int | None = getattr(report, label)
+    return value or 0  # an all-unpriced run's cost_usd is None
 
 
 @contextlib.contextmanager

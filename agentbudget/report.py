@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = ["LLMCallCost", "Route", "RunReport", "report_of"]
 
-Outcome = Literal["completed", "tripped", "refused", "error"]
+Outcome = Literal["completed", "tripped", "refused", "error", "running"]
 
 
 class LLMCallCost(BaseModel):
@@ -67,15 +67,26 @@ class RunReport(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
-    cost_usd: Decimal = Decimal("0")
-    """Exact sum of the priced calls' costs."""
+    cost_usd: Decimal | None = Decimal("0")
+    """Exact sum of the priced calls' costs; None when the run made LLM calls and none of
+    them could be priced (the cost is unknown, not zero). ``unpriced_calls`` counts the
+    calls left out of the sum."""
     unpriced_calls: int = 0
     duration_s: float = 0.0
     started_at: datetime
     cache_hit: bool = False
+    """Set by the response cache: True when the run was answered from the cache (no LLM
+    call, ``cost_usd`` 0). Always False when no cache is configured."""
     saved_usd: Decimal = Decimal("0")
+    """Set by the response cache on a hit: what the cached run cost when it was stored.
+    0 without a cache or on a miss."""
     route: Route | None = None
+    """Set by the router: the model it chose for the run and why. None when no router is
+    configured."""
     outcome: Outcome = "completed"
+    """``completed``, ``tripped`` (a limit stopped the run), ``refused`` (a budget refused
+    it), ``error`` (the run raised), or ``running`` (``report_of`` on a streamed run whose
+    stream has not finished yet)."""
     tripped_limit: str | None = None
     error: str | None = None
     """The exception type and message when ``outcome`` is ``"tripped"`` or ``"error"``."""
@@ -112,8 +123,8 @@ def attach_report(result: Any, report: Any) -> None:
 def report_of(result: Any) -> RunReport:
     """The ``RunReport`` of a result produced under agentbudget (``Guard`` or ``budget()``).
 
-    For a streamed run the report is current as of the call; it is final once the
-    stream has been consumed.
+    For a streamed run the report is current as of the call, with ``outcome="running"``
+    until the stream has been consumed; then it is final.
 
     Raises:
         LookupError: when the result was not produced under agentbudget.

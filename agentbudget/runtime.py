@@ -131,12 +131,15 @@ def _metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
     key = (id(model), agent.name)
     proxy = meter.proxies.get(key)
     if proxy is None or proxy.inner is not model:
+        # A Downgrade by name goes to the provider only when the provider built this model;
+        # a Model instance the user gave is matched by its own class and client instead.
+        by_name = model is not agent.model and model is not run_config.model
         proxy = MeteredModel(
             model,
             name=model_name(agent, run_config, model),
             agent=agent,
             meter=meter,
-            provider=run_config.model_provider,
+            provider=run_config.model_provider if by_name else None,
         )
         meter.proxies[key] = proxy
     return proxy
@@ -316,7 +319,8 @@ def _governed_run_streamed(
         raise
     finally:
         CURRENT_RUN.reset(token)
-    attach_report(result, lambda: meter.report(outcome="completed"))
+    # Until the stream finishes (and _finish attaches the final report) the run is running.
+    attach_report(result, lambda: meter.report(outcome="running"))
     deadline = _deadline(meter)
     loop = asyncio.get_running_loop()
     timer = None

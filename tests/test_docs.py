@@ -1,31 +1,206 @@
-"""Every ```python block in the docs runs, and the examples do what they say."""
+"""Every code block in README.md and docs/ runs, and the examples do what they say.
+
+How each kind of block runs (``docs/testing.md`` is run by ``tests/plugin``):
+
+- ``python`` blocks are complete programs; ``py`` blocks are fragments that run with
+  ``ab`` (agentbudget) and an offline ``agent`` defined. Both may use top-level
+  ``await``, as ``python -m asyncio`` and notebooks allow.
+- Model names such as ``"gpt-4o"`` reach an in-process fake of the OpenAI Responses API
+  through the SDK's real model class: no key, no network.
+- ``redis://`` store URLs run on a memory store (the snippet shows the API; the Redis
+  store's semantics are pinned by the store contract suite against a real server).
+- ``bash`` blocks: each ``agentbudget ...`` command runs through the CLI and must exit
+  0, ``python examples/...`` runs the example; install and test-suite commands (``pip``,
+  ``python3 -m venv``, ``pytest``, ``nox``) are what ``.ci/run`` does, not rerun here.
+- ``text`` blocks are output, not code.
+"""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
+import json
 import re
 import runpy
+import shlex
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+PYTHON = ("python", "py")
+# Commands of bash blocks that set up a machine or run the suite: .ci/run does these.
+SETUP = ("pip ", "python3 -m venv ", ".venv/bin/pip ", ".venv/bin/python -m pytest", "nox ")
+FRAGMENT_PRELUDE = """
+import agentbudget as ab
+from agents import Agent
+from agentbudget.testing import reply, scripted_model
+
+agent = Agent(name="support", model=scripted_model(
+    "gpt-4o", [reply("Shipped today.", input_tokens=25, output_tokens=5)]))
+"""
 
 
-def python_blocks() -> list[tuple[str, str]]:
-    blocks = []
-    for page in sorted((ROOT / "docs").glob("*.md")):
-        if page.name.startswith("_") or page.name == "testing.md":
-            continue  # testing.md's blocks are pytest files: tests/plugin runs them
-        for n, match in enumerate(BLOCK.finditer(page.read_text()), 1):
-            blocks.append((f"{page.name}#{n}", match.group(1)))
-    return blocks
+def pages() -> list[Path]:
+    docs = sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_"))
+    return [ROOT / "README.md", *(p for p in docs if p.name != "testing.md")]
 
 
-@pytest.mark.parametrize(("where", "code"), python_blocks(), ids=[b[0] for b in python_blocks()])
-def test_docs_code_runs(where: str, code: str, close_sdk_loop: None) -> None:
-    exec(compile(code, where, "exec"), {"__name__": "__docs__"})
+def blocks(*languages: str) -> list[tuple[str, str, str]]:
+    """``(where, language, code)`` of every fenced block in the pages."""
+    found = []
+    for page in pages():
+        for n, match in enumerate(BLOCK.finditer(page.read_text(encoding="utf-8")), 1):
+            if not languages or match.group(1) in languages:
+                found.append((f"{page.name}#{n}", match.group(1), match.group(2)))
+    return found
+
+
+def ids(found: list[tuple[str, str, str]]) -> list[str]:
+    return [where for where, _, _ in found]
+
+
+def commands(code: str) -> Iterator[str]:
+    """The commands of a bash block: continuations joined, ``&&`` chains split."""
+    for line in code.replace("\\\n", " ").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            yield from (part.strip() for part in line.split("&&"))
+
+
+def _responses_api(request: Any) -> Any:
+    import httpx2 as httpx
+
+    body = json.loads(request.content)
+    return httpx.Response(
+        200,
+        json={
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 0,
+            "model": body["model"],
+            "status": "completed",
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "Shipped.", "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": 30,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 6,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 36,
+            },
+        },
+    )
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
+    """A fake OpenAI API for model names, memory stores for redis:// URLs, a scratch cwd.
+
+    Yields the models the fake API was asked for.
+    """
+    import httpx2 as httpx
+    from agents.models import _openai_shared
+    from openai import AsyncOpenAI
+
+    from agentbudget.stores import MemoryStore, registry
+
+    asked: list[str] = []
+
+    def handle(request: Any) -> Any:
+        asked.append(json.loads(request.content)["model"])
+        return _responses_api(request)
+
+    client = AsyncOpenAI(
+        api_key="sk-docs",
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+        max_retries=0,
+    )
+    monkeypatch.setattr(_openai_shared, "_default_openai_client", client)
+    monkeypatch.setattr(_openai_shared, "_use_responses_by_default", True)
+
+    def redis_as_memory(url: str, **options: Any) -> MemoryStore:
+        options.pop("prefix", None)
+        return MemoryStore()
+
+    monkeypatch.setitem(registry._SCHEMES, "redis", redis_as_memory)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # paths as from the repository
+    monkeypatch.chdir(tmp_path)
+    yield asked
+
+
+def run_python(code: str, where: str, namespace: dict[str, Any]) -> None:
+    compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    outcome = eval(compiled, namespace)  # a coroutine when the block awaits at top level
+    if inspect.iscoroutine(outcome):
+        asyncio.run(outcome)
+
+
+@pytest.mark.parametrize(("where", "language", "code"), blocks(*PYTHON), ids=ids(blocks(*PYTHON)))
+def test_python_blocks_run(
+    where: str, language: str, code: str, offline: list[str], close_sdk_loop: None
+) -> None:
+    namespace: dict[str, Any] = {"__name__": "__docs__"}
+    if language == "py":
+        exec(FRAGMENT_PRELUDE, namespace)
+    run_python(code, where, namespace)
+
+
+def test_the_readme_snippet_calls_the_real_model_class(
+    offline: list[str], capsys: pytest.CaptureFixture[str], close_sdk_loop: None
+) -> None:
+    ((where, _, code),) = [b for b in blocks("python") if b[0].startswith("README")]
+    run_python(code, where, {"__name__": "__docs__"})
+    # two runs in the scope and the guarded one, each one gpt-4o call to the fake API
+    assert offline == ["gpt-4o"] * 3
+    first, second = capsys.readouterr().out.splitlines()
+    # 30 input x $2.50 + 6 output x $10 per 1M tokens, per call
+    assert first == "0.000135000 36 ['gpt-4o']" and second == "0.000270000 0"
+
+
+@pytest.mark.parametrize(("where", "language", "code"), blocks("bash"), ids=ids(blocks("bash")))
+def test_bash_blocks_run(
+    where: str, language: str, code: str, offline: list[str], close_sdk_loop: None
+) -> None:
+    from agentbudget.cli import main
+
+    ran = 0
+    for command in commands(code):
+        if command.startswith(SETUP):
+            continue
+        argv = shlex.split(command)
+        if argv[0].endswith("agentbudget"):
+            try:
+                code = main(argv[1:])
+            except SystemExit as exc:  # --version
+                code = int(exc.code or 0)
+            assert code == 0, command
+        elif argv[0] == "python" and argv[1].startswith("examples/"):
+            runpy.run_path(str(ROOT / argv[1]), run_name="__main__")
+        else:
+            pytest.fail(f"{where}: no rule to run {command!r}; add one to tests/test_docs.py")
+        ran += 1
+    assert ran or all(c.startswith(SETUP) for c in commands(code))
+
+
+def test_every_block_has_a_language_this_file_runs() -> None:
+    known = {*PYTHON, "bash", "text"}
+    assert [(where, lang) for where, lang, _ in blocks() if lang not in known] == []
+    assert len(blocks(*PYTHON)) >= 10 and len(blocks("bash")) >= 4
 
 
 def test_circuit_breakers_example_stops_each_runaway(monkeypatch: pytest.MonkeyPatch) -> None:

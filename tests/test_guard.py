@@ -184,6 +184,8 @@ def test_run_sync(close_sdk_loop: None) -> None:
 async def test_run_streamed_report() -> None:
     agent = Agent(name="s", model=scripted_model("gpt-4o", [long_stream(300, input_tokens=40)]))
     streamed = ab.Guard().run_streamed(agent, "hi")
+    # before the stream is consumed the run is still going: its report says so
+    assert ab.report_of(streamed).outcome == "running"
     deltas = [
         e
         async for e in streamed.stream_events()
@@ -223,8 +225,24 @@ async def test_unpriced_model_without_dollar_limit_runs_and_is_marked(
         result = await ab.Guard(limits=ab.Limits(max_tool_calls=3)).run(agent, "hi")
     report = ab.report_of(result)
     assert report.calls[0].cost_usd is None and report.calls[0].price_key is None
-    assert report.unpriced_calls == 1 and report.cost_usd == 0
+    # every call unpriced: the run's cost is unknown, not $0
+    assert report.unpriced_calls == 1 and report.cost_usd is None
     assert "my-local-llm" in caplog.text
+    assert ab.RunReport.model_validate_json(report.model_dump_json()) == report
+
+
+async def test_a_run_with_priced_and_unpriced_calls_sums_the_priced_ones() -> None:
+    local = Agent(
+        name="local",
+        model=scripted_model("my-local-llm", [reply("x", input_tokens=5, output_tokens=5)]),
+    )
+    start = Agent(
+        name="s",
+        handoffs=[local],
+        model=scripted_model("gpt-4o", [handoff_call(local, input_tokens=100, output_tokens=0)]),
+    )
+    report = ab.report_of(await ab.Guard().run(start, "hi"))
+    assert report.unpriced_calls == 1 and report.cost_usd == Decimal("0.000250000")
 
 
 async def test_unpriced_model_under_dollar_limit_fails_before_any_call() -> None:
@@ -346,3 +364,24 @@ async def test_a_bucket_without_a_rate_is_recorded_unpriced_never_free(
     with pytest.raises(ab.UnknownModelError) as info:
         await ab.Guard(limits=ab.Limits(max_cost_usd="1")).run(agent(), "hi")
     assert "cached_input" in str(info.value)
+
+
+async def test_log_sink_writes_one_line_per_run_at_its_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = Agent(
+        name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
+    )
+    with caplog.at_level(logging.DEBUG, logger="agentbudget"):
+        await ab.Guard(sinks=[ab.LogSink()]).run(agent, "hi", user="u-1")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
+    assert record.levelno == logging.INFO and record.name == "agentbudget"
+    assert "user=u-1 outcome=completed cost_usd=0.000125000 tokens=20" in record.getMessage()
+    caplog.clear()
+    agent2 = Agent(
+        name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
+    )
+    with caplog.at_level(logging.DEBUG, logger="myapp"):
+        await ab.Guard(sinks=[ab.LogSink("myapp.costs", level=logging.WARNING)]).run(agent2, "hi")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
+    assert (record.levelno, record.name) == (logging.WARNING, "myapp.costs")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agents.models import get_default_model
@@ -142,14 +143,35 @@ def test_agents_usage_with_cache_writes_is_priced() -> None:
 
 
 def test_inconsistent_usage_is_rejected() -> None:
-    with pytest.raises(ValueError, match="exceed input_tokens"):
+    with pytest.raises(ab.ConfigurationError, match="exceed input_tokens"):
         ab.TokenUsage(input_tokens=10, cached_input_tokens=11)
-    with pytest.raises(ValueError, match="reasoning"):
+    with pytest.raises(ab.ConfigurationError, match="reasoning"):
         ab.TokenUsage(output_tokens=1, reasoning_tokens=2)
+    with pytest.raises(ab.ConfigurationError, match=r"TokenUsage: input_tokens: .*greater than"):
+        ab.TokenUsage(input_tokens=-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input": "-1", "output": "2"}, "ModelPrice: input: input must not be negative"),
+        ({"input": "1", "output": "x"}, "ModelPrice: output: output must be a decimal number"),
+        ({"input": "1", "output": "2", "bogus": 1}, "ModelPrice: bogus: Extra inputs"),
+        ({"input": "1", "output": "2", "max_output_tokens": 0}, r"max_output_tokens: .*greater"),
+        (
+            {"input": "1", "output": "2", "tiers": [{"above_input_tokens": 0, "input": "1"}]},
+            r"tiers\.0\.above_input_tokens",
+        ),
+    ],
+)
+def test_bad_prices_raise_configuration_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ab.ConfigurationError, match=message) as info:
+        ab.ModelPrice(**kwargs)
+    assert isinstance(info.value, ValueError)  # ConfigurationError is also a ValueError
 
 
 def test_floats_never_enter_money() -> None:
-    with pytest.raises(ValueError, match="float"):
+    with pytest.raises(ab.ConfigurationError, match="float"):
         ab.ModelPrice(input=2.5, output="10")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="float"):
         parse_usd(0.1)

@@ -21,7 +21,14 @@ class CostSink(Protocol):
 
 
 class LogSink:
-    """Logs one line per run: ``agentbudget run <id> <outcome> $<cost> ...``."""
+    """Logs one line per run: ``agentbudget run <id> agent=... outcome=... cost_usd=...``.
+
+    Args:
+        logger: a logger or its name (default ``"agentbudget"``).
+        level: the level of each line (default ``logging.INFO``). Python drops records
+            below WARNING until logging is configured (``logging.basicConfig``), so
+            configure logging or pass a higher level to see them.
+    """
 
     def __init__(self, logger: str | logging.Logger = "agentbudget", level: int = logging.INFO):
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger

@@ -107,7 +107,8 @@ class RedisStore(BaseStore, SpendRecorder):
             from redis.backoff import NoBackoff
         except ImportError as exc:
             raise ConfigurationError(
-                f'the Redis store needs the redis package: pip install "agentbudget[redis]" ({exc})'
+                "the Redis store needs the redis package: "
+                f'pip install "agentbudget-sdk[redis]" ({exc})'
             ) from exc
         self._exceptions = exceptions
         self._unavailable: tuple[type[BaseException], ...] = (

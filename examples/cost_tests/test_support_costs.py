@@ -1,7 +1,7 @@
 """Cost tests for a support agent: copy this file next to your own tests.
 
 Runs offline: the agent's model is a scripted stand-in priced as gpt-4o-mini, so every
-number below is exact. Needs only `pip install agentbudget pytest`; the plugin is loaded
+number below is exact. Needs only `pip install agentbudget-sdk pytest`; the plugin is loaded
 automatically.
 """
 

@@ -110,11 +110,12 @@ async def test_downgrade_by_model_name_uses_the_run_provider(env: Env) -> None:
     cheap = scripted_model(
         "gpt-4o-mini", [ModelStep.respond(billed("gpt-4o-mini", output_tokens=10))]
     )
+    asked: list[str | None] = []
 
     class Provider(ModelProvider):
         def get_model(self, model_name: str | None) -> Model:
-            assert model_name == "gpt-4o-mini"
-            return cheap
+            asked.append(model_name)
+            return cheap if model_name == "gpt-4o-mini" else scripted_model("gpt-4o")
 
     b = budgets(
         env,
@@ -122,10 +123,96 @@ async def test_downgrade_by_model_name_uses_the_run_provider(env: Env) -> None:
         on_exhausted=[ab.Downgrade("gpt-4o-mini")],
         min_output_tokens=100,
     )
+    named = Agent(name="support", model="gpt-4o", model_settings=ModelSettings(max_tokens=100))
     result = await ab.Guard(budgets=b).run(
-        agent(), QUESTION, run_config=RunConfig(model_provider=Provider())
+        named, QUESTION, run_config=RunConfig(model_provider=Provider())
     )
+    assert asked == ["gpt-4o", "gpt-4o-mini"]
     assert ab.report_of(result).calls[0].model == "gpt-4o-mini" and len(cheap.calls) == 1
+
+
+def _chat_completions_client(seen: list[str]) -> Any:
+    """An ``AsyncOpenAI`` client whose Chat Completions endpoint is an in-process fake."""
+    import json
+
+    import httpx2 as httpx
+    from openai import AsyncOpenAI
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(f"{request.url.host} {body['model']}")
+        return httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "ok"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+            },
+        )
+
+    return AsyncOpenAI(
+        api_key="sk-test",
+        base_url="https://llm.internal.example/v1",
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+        max_retries=0,
+    )
+
+
+async def test_downgrade_by_name_keeps_the_client_of_the_agents_own_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agents import OpenAIChatCompletionsModel
+
+    # No default provider is usable: a replacement built by it would fail to send.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    seen: list[str] = []
+    own = OpenAIChatCompletionsModel("gpt-4o", _chat_completions_client(seen))
+    pricey = Agent(name="support", model=own, model_settings=ModelSettings(max_tokens=100))
+    b = ab.Budgets(
+        store="memory://",
+        allowances=[ab.Allowance(per="user", window="day", usd="0.0005")],
+        on_exhausted=[ab.Downgrade("gpt-4o-mini")],
+    )
+    result = await ab.Guard(budgets=b).run(pricey, QUESTION, user="u-1")
+    assert seen == ["llm.internal.example gpt-4o-mini"]
+    assert [(c.model, c.degraded) for c in ab.report_of(result).calls] == [
+        ("gpt-4o-mini", "downgrade")
+    ]
+    assert pricey.model is own and own.model == "gpt-4o"  # the user's model is untouched
+
+
+def test_sibling_model_keeps_class_and_client() -> None:
+    from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
+    from agents.models.openai_responses import OpenAIResponsesWSModel
+
+    from agentbudget.interceptor import sibling_model
+
+    client = _chat_completions_client([])
+    for cls in (OpenAIResponsesModel, OpenAIResponsesWSModel, OpenAIChatCompletionsModel):
+        built = sibling_model(cls("gpt-4o", client), "gpt-4o-mini")
+        assert type(built) is cls and built.model == "gpt-4o-mini"
+        assert built._client is client  # type: ignore[attr-defined]
+
+    class Opaque:  # no ``model`` attribute to change
+        pass
+
+    with pytest.raises(ab.ConfigurationError, match="give Downgrade a Model instance"):
+        sibling_model(Opaque(), "gpt-4o-mini")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [42, None, "", "  ", b"gpt-4o"])
+def test_downgrade_rejects_what_is_not_a_model_at_construction(bad: Any) -> None:
+    with pytest.raises(ab.ConfigurationError, match="Downgrade"):
+        ab.Downgrade(bad)
 
 
 async def test_cap_output_shrinks_the_bound_until_it_fits(env: Env) -> None:

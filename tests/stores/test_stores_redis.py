@@ -207,5 +207,5 @@ def test_a_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch
     for name in [m for m in sys.modules if m == "redis" or m.startswith("redis.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(ConfigurationError, match=r'pip install "agentbudget\[redis\]"'):
+    with pytest.raises(ConfigurationError, match=r'pip install "agentbudget-sdk\[redis\]"'):
         store_from_url("redis://127.0.0.1:6379/0")
