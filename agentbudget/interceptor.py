@@ -25,6 +25,7 @@ from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSett
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
+from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel, OpenAIResponsesWSModel
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
@@ -719,8 +720,6 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
 
 
 def _wants_completion_tokens(inner: Model) -> bool:
-    from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
-
     if not isinstance(inner, OpenAIChatCompletionsModel):
         return False
     name = str(getattr(inner, "model", "")).lower().rsplit("/", 1)[-1]
