@@ -322,3 +322,176 @@ async def test_a_chat_answer_cut_inside_its_reasoning_is_charged_and_trips(
     assert report.cost_usd >= price("o3-mini", input_tokens=40, output_tokens=100) - Decimal(
         "0.0000001"
     )
+
+
+# -- every limit on the real path -----------------------------------------------------------
+
+
+@function_tool
+def lookup(q: str) -> str:
+    """Look something up."""
+    return "found " + q
+
+
+LIMIT_CASES = {
+    # limit: (Limits, the script, the error)
+    "max_llm_calls": (
+        ab.Limits(max_llm_calls=1),
+        [Turn(tool="lookup", arguments='{"q": "a"}'), Turn(output_tokens=10)],
+        ab.LLMCallLimitExceeded,
+    ),
+    "max_tool_calls": (
+        ab.Limits(max_tool_calls=1),
+        [Turn(tool="lookup", arguments='{"q": "a"}')] * 3 + [Turn(output_tokens=10)],
+        ab.ToolCallLimitExceeded,
+    ),
+    "max_input_tokens": (
+        ab.Limits(max_input_tokens=1_500),
+        [Turn(tool="lookup", arguments='{"q": "a"}'), Turn(output_tokens=10)],
+        ab.TokenLimitExceeded,
+    ),
+    "max_tokens": (ab.Limits(max_tokens=1_100), [Turn(output_tokens=5_000)], ab.TokenLimitExceeded),
+    "max_output_tokens": (
+        ab.Limits(max_output_tokens=60),
+        [Turn(output_tokens=5_000)],
+        ab.TokenLimitExceeded,
+    ),
+    "max_cost_usd": (
+        ab.Limits(max_cost_usd="0.005"),
+        [Turn(output_tokens=5_000)],
+        ab.CostLimitExceeded,
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(LIMIT_CASES))
+@pytest.mark.parametrize("api", APIS)
+async def test_every_limit_trips_with_a_report_priced_at_the_servers_usage(
+    limit: str, api: str, streamed: bool
+) -> None:
+    limits, script, error = LIMIT_CASES[limit]
+    prompt = text_of(990)
+    server = FakeOpenAI(list(script), input_tokens=estimate(prompt))
+    with pytest.raises(error) as caught:
+        await run(agent(server, api, tools=[lookup]), streamed, prompt, limits=limits)
+    report = caught.value.report
+    assert report is not None and report.outcome == "tripped"
+    assert report.tripped_limit == limit
+    # every request the server answered is charged, at the server's figures
+    assert [(c.output_tokens, c.estimated) for c in report.calls] == [
+        (b["output"], False) for b in server.billed
+    ]
+    assert report.cost_usd == sum(
+        (
+            price("gpt-4o", input_tokens=b["input"], output_tokens=b["output"])
+            for b in server.billed
+        ),
+        Decimal(0),
+    )
+    bound = getattr(limits, limit)
+    if limit == "max_cost_usd":
+        assert report.cost_usd <= bound
+    elif limit in ("max_tokens", "max_output_tokens"):
+        used = report.output_tokens if limit == "max_output_tokens" else report.total_tokens
+        assert used <= bound
+
+
+async def test_max_seconds_cancels_a_real_call_and_charges_its_input() -> None:
+    import httpx2
+
+    server = FakeOpenAI([Turn(output_tokens=10)], input_tokens=100)
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(5)
+        return await server._handle(request)
+
+    client = server.client()
+    client._client._transport = httpx2.MockTransport(slow)  # type: ignore[attr-defined]
+    from agents import OpenAIResponsesModel
+
+    a = Agent(name="a", model=OpenAIResponsesModel(model="gpt-4o", openai_client=client))
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=10_000)])
+    with pytest.raises(ab.TimeLimitExceeded) as caught:
+        await ab.Guard(limits=ab.Limits(max_seconds=0.3), budgets=budgets).run(a, "hi", user="u")
+    assert caught.value.report is not None
+    (row,) = await budgets.spend(user="u")
+    assert row.reserved == 0 and row.spent == estimate("hi")
+
+
+# -- budgets on every store, every usage shape ------------------------------------------------
+
+BUDGET_CASES = {
+    "tool round trip": [Turn(tool="lookup", arguments='{"q": "a"}'), Turn(output_tokens=30)],
+    "cached, reasoning, cache writes": [
+        Turn(output_tokens=300, reasoning_tokens=200, cached_tokens=400, cache_write_tokens=300)
+    ],
+    "cut at the bound": [Turn(output_tokens=50_000)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BUDGET_CASES))
+@pytest.mark.parametrize("api", APIS)
+async def test_budgets_settle_exactly_what_the_server_billed(env: Any, case: str, api: str) -> None:
+    # the server bills more input than estimated (it holds the cached prefix): the
+    # settle is exact all the same
+    server = FakeOpenAI(list(BUDGET_CASES[case]), input_tokens=2_000)
+    budgets = ab.Budgets(
+        store=env.make(),
+        allowances=[
+            ab.Allowance(per="user", window="day", tokens=20_000),
+            ab.Allowance(per="team", window="month", usd="5"),
+        ],
+    )
+    try:
+        await ab.Guard(budgets=budgets).run(
+            agent(server, api, "gpt-5.6-sol", tools=[lookup]), "go", user="u", team="t"
+        )
+    except ab.BudgetExhausted:
+        assert case == "cut at the bound"
+    tokens, dollars = await budgets.spend(user="u", team="t")
+    assert tokens.reserved == dollars.reserved == 0
+    assert tokens.spent == server.billed_tokens
+    # past the allowance by at most the input estimate's error (the server's extra input)
+    assert tokens.spent <= 20_000 + server.input_tokens
+    details = [(t.cached_tokens, t.cache_write_tokens, t.reasoning_tokens) for t in server.script]
+    expected = 0
+    for billed, (cached, written, reasoning) in zip(server.billed, details, strict=False):
+        expected += PRICES.cost_nanos(
+            "gpt-5.6-sol",
+            TokenUsage(
+                input_tokens=billed["input"],
+                cached_input_tokens=cached,
+                cache_write_tokens=written,
+                output_tokens=billed["output"],
+                reasoning_tokens=min(reasoning, billed["output"]),
+            ),
+        )
+    assert dollars.spent == expected
+
+
+async def test_budgets_charge_missing_usage_and_images(env: Any) -> None:
+    import base64
+    import struct
+
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", 512, 512)
+    url = "data:image/png;base64," + base64.b64encode(head + bytes(150_000)).decode()
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "what is it?"},
+            {"type": "input_image", "image_url": url},
+        ],
+    }
+    server = FakeOpenAI([Turn(output_tokens=40)], input_tokens=300, usage=False)
+    budgets = ab.Budgets(
+        store=env.make(), allowances=[ab.Allowance(per="user", window="day", tokens=3_000)]
+    )
+    a = agent(server, "responses")
+    result = await ab.Guard(budgets=budgets, limits=ab.Limits(max_tokens=2_000)).run(
+        a, [message], user="u"
+    )
+    (call,) = ab.report_of(result).calls
+    assert call.estimated and call.output_tokens == 40
+    assert 85 + 170 < call.input_tokens < 400  # the image's tile rule, not 200,000 text tokens
+    (row,) = await budgets.spend(user="u")
+    assert row.spent == call.input_tokens + 40 and row.reserved == 0
