@@ -181,15 +181,16 @@ def cmd_spend(args: argparse.Namespace) -> int:
         f"{'spent':>14} {'reserved':>14} {'remaining':>14}"
     )
     for row in found:
-        values = [row.limit, row.spent, row.reserved, row.remaining]
+        amounts = [row.limit, row.spent, row.reserved, row.remaining]
         unit = "tokens"
+        values = [f"{v:,}" for v in amounts]
         if row.unit == "nanousd":
             unit = "USD"
-            values = [f"{nanos_to_usd(v):f}" for v in values]
+            values = [usd_rate(nanos_to_usd(v)) for v in amounts]
         subject = row.subject if len(row.subject) <= 20 else row.subject[:17] + "..."
         print(
             f"{row.allowance.label:<16} {subject:<20} {row.window:<20} {unit:<6} "
-            + " ".join(f"{v!s:>14}" for v in values)
+            + " ".join(f"{v:>14}" for v in values)
         )
     return 0
 

@@ -184,7 +184,7 @@ def test_spend_finds_the_budgets_module_in_the_current_directory(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     (row,) = [line.split() for line in done.stdout.splitlines() if line.startswith("user/day")]
-    assert row[1] == "u-42" and row[4:] == ["50000", "0", "0", "50000"]
+    assert row[1] == "u-42" and row[4:] == ["50,000", "0", "0", "50,000"]
 
 
 def test_the_errors_shown_in_the_docs_are_the_ones_printed(

@@ -42,9 +42,9 @@ async def test_spend_shows_spent_reserved_and_remaining_per_window(
     out = capsys.readouterr().out.splitlines()
     user_row = next(line.split() for line in out if line.startswith("user/day"))
     global_row = next(line.split() for line in out if line.startswith("global/month"))
-    assert user_row[1] == "u-42" and user_row[4:] == ["50000", "1500", "0", "48500"]
-    # 1,200 x $2.50 + 300 x $10.00 per 1M tokens = $0.006
-    assert global_row[4:] == ["100.000000000", "0.006000000", "0", "99.994000000"]
+    assert user_row[1] == "u-42" and user_row[4:] == ["50,000", "1,500", "0", "48,500"]
+    # 1,200 x $2.50 + 300 x $10.00 per 1M tokens = $0.006, shown as prices shows rates
+    assert global_row[4:] == ["100.00", "0.006", "0.00", "99.994"]
     assert await _main(args[:3]) == 2  # no allowances given
 
 
