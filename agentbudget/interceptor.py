@@ -477,8 +477,20 @@ class MeteredModel(Model):
             usage = reported
         else:
             usage = TokenUsage.from_agents_usage(reported)
-        if usage is not None and not usage.is_empty:
+        if usage is not None and usage.input_tokens and usage.output_tokens:
             return usage, False
+        if usage is not None and not usage.is_empty:
+            # one side reported as null or 0: the call was sent and may have answered
+            if not usage.input_tokens:
+                usage = TokenUsage.normalised(
+                    **{**usage.model_dump(), "input_tokens": self._exact_input(plan)}
+                )
+                return usage, True
+            if counted is None:
+                counted = count_output(output, plan.model_name)
+            if counted == 0:
+                return usage, False  # nothing came back: an empty answer
+            return TokenUsage.normalised(**{**usage.model_dump(), "output_tokens": counted}), True
         if plan.model_name not in _warned_no_usage:
             _warned_no_usage.add(plan.model_name)
             logger.warning(
@@ -490,6 +502,9 @@ class MeteredModel(Model):
             )
         if counted is None:
             counted = count_output(output, plan.model_name)
+        if _hides_reasoning(plan.model_name):
+            # its reasoning is billed but never shown: charge the whole bound it was given
+            counted = max(counted, plan.output_bound)
         return TokenUsage(input_tokens=self._exact_input(plan), output_tokens=counted), True
 
     async def _settle_cut(
@@ -631,7 +646,7 @@ class MeteredModel(Model):
                                 plan, counted, f"stream stopped at {counted} output tokens"
                             )
                         )
-                elif kind == "response.completed":
+                elif kind == "response.completed" and not plan.hold.released:
                     response = event.response  # type: ignore[union-attr]
                     usage, estimated = self._paid_usage(
                         plan, response.usage, response.output, counted
@@ -689,16 +704,19 @@ def _tool_tokens(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase, encodin
 
 
 def user_output_bound(settings: ModelSettings) -> int | None:
-    """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args``."""
+    """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args`` or
+    ``extra_body`` (which the client sends last, so it would win over ``max_tokens``)."""
     bounds = [settings.max_tokens] if settings.max_tokens is not None else []
-    for key in _BOUND_ARGS:
-        value = (settings.extra_args or {}).get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            bounds.append(value)
+    for extra in (settings.extra_args, settings.extra_body):
+        if isinstance(extra, dict):
+            for key in _BOUND_ARGS:
+                value = extra.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    bounds.append(value)
     return min(bounds) if bounds else None
 
 
-_BOUND_ARGS = ("max_completion_tokens", "max_output_tokens")
+_BOUND_ARGS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
 _COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5", "gpt-6")
 
 
@@ -710,6 +728,11 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     ``max_tokens`` to Chat Completions, except for OpenAI's reasoning models on Chat
     Completions, which reject ``max_tokens`` and take ``max_completion_tokens``.
     """
+    body = settings.extra_body
+    if isinstance(body, dict) and any(key in body for key in _BOUND_ARGS):
+        # a bound in extra_body is merged into the request last: lower it there
+        lowered = {key: bound if key in _BOUND_ARGS else value for key, value in body.items()}
+        settings = dataclasses.replace(settings, extra_body=lowered)
     extra = settings.extra_args or {}
     for key in _BOUND_ARGS:
         if key in extra:
@@ -717,6 +740,11 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     if settings.max_tokens is None and _wants_completion_tokens(inner):
         return dataclasses.replace(settings, extra_args={**extra, "max_completion_tokens": bound})
     return dataclasses.replace(settings, max_tokens=bound)
+
+
+def _hides_reasoning(model: str) -> bool:
+    """OpenAI's reasoning models: billed reasoning tokens that no response shows."""
+    return model.lower().rsplit("/", 1)[-1].startswith(_COMPLETION_TOKENS_MODELS)
 
 
 def _wants_completion_tokens(inner: Model) -> bool:

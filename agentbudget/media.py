@@ -22,10 +22,12 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import struct
 from typing import Any
 
 __all__ = [
+    "AUDIO_BYTES_PER_TOKEN",
     "FILE_REFERENCE_TOKENS",
     "FILE_TOKENS_PER_BYTE",
     "file_tokens",
@@ -59,6 +61,9 @@ FILE_TOKENS_PER_BYTE = 0.5
 """Inline files (``file_data``) count half a token per decoded byte: above the text a
 PDF's bytes carry, plus the page images OpenAI adds (about 1 KB per page is a sparse
 page; dense text runs about 4 bytes per token). An estimate, marked as such."""
+AUDIO_BYTES_PER_TOKEN = 100
+"""Audio input counts one token per 100 decoded bytes: above what OpenAI bills (about
+10 tokens a second: 3,200 bytes of 16 kHz WAV, 400 of 32 kbit/s MP3). An estimate."""
 FILE_REFERENCE_TOKENS = 8_192
 """A file given by id or URL has no bytes to read here: it counts as this many tokens.
 The provider's reported usage corrects the charge after the call."""
@@ -205,3 +210,41 @@ def file_tokens(part: Any) -> int:
             payload = data
         return math.ceil(_payload_size(payload) * FILE_TOKENS_PER_BYTE)
     return FILE_REFERENCE_TOKENS
+
+
+def audio_tokens(data: str) -> int:
+    """Tokens of base64 audio, by ``AUDIO_BYTES_PER_TOKEN``."""
+    payload = _split_data_url(data) or data
+    return math.ceil(_payload_size(payload) / AUDIO_BYTES_PER_TOKEN) if payload else 0
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
+
+
+def opaque_tokens(model: str, key: str, text: str) -> int | None:
+    """Tokens of a long string that is a payload, not text the model reads as words; None
+    for ordinary text.
+
+    A ``data:...;base64,`` URL or bare base64 with an image header counts by the image
+    rule (screenshots, generated images fed back); ``encrypted_content`` (reasoning items
+    passed back) counts a token per 4 characters; other base64 data URLs by the file
+    bound.
+    """
+    payload = _split_data_url(text)
+    if payload is None and key not in _OPAQUE_KEYS:
+        return None
+    if payload is None and _BASE64.fullmatch(text) is None:
+        return None
+    if key == "encrypted_content":
+        return math.ceil(len(text) / 4)
+    body = payload if payload is not None else text
+    head = _decode_prefix(body, 64)
+    size = image_size(head)
+    if size is not None:
+        return image_tokens(model, size[0], size[1], None)
+    if payload is not None or key == "result":
+        return math.ceil(_payload_size(body) * FILE_TOKENS_PER_BYTE)
+    return None
+
+
+_OPAQUE_KEYS = frozenset({"encrypted_content", "result", "data"})

@@ -191,10 +191,12 @@ class Account:
                 room = (left, "max_tokens")
             if lim.max_output_tokens is not None:
                 left = lim.max_output_tokens - (self.output_tokens + self.held_output)
-                if left < 1:
+                if left < MIN_OUTPUT_TOKENS:
+                    # a smaller bound cannot be sent (OpenAI rejects it): stop here
                     raise TokenLimitExceeded(
                         f"{self.name}: output tokens are spent ({self.output_tokens} of "
-                        f"max_output_tokens={lim.max_output_tokens})",
+                        f"max_output_tokens={lim.max_output_tokens}; a call needs room for "
+                        f"{MIN_OUTPUT_TOKENS})",
                         limit="max_output_tokens",
                         allowed=lim.max_output_tokens,
                         observed=self.output_tokens + self.held_output,

@@ -177,6 +177,9 @@ class ModelPrice(_Rates):
             if tokens == 0:
                 continue
             rate = getattr(rates, bucket)
+            if rate is None and bucket == "cache_write_1h" and rates.cache_write_5m is not None:
+                # no separate long-retention rate published (OpenAI): the write rate
+                bucket, rate = "cache_write_5m", rates.cache_write_5m
             if rate is None:
                 raise UnknownModelError(
                     model,
@@ -335,6 +338,14 @@ class TokenUsage(_Checked):
         if isinstance(usage, Usage):
             total = cls.from_agents_usage(usage)
             entries = [cls.from_agents_usage(entry) for entry in usage.request_usage_entries]
+            uncovered = (usage.requests or 0) - len(entries)
+            if tiered and entries and uncovered > 1:
+                raise ConfigurationError(
+                    f"this usage sums {usage.requests} requests but has per-request entries "
+                    f"for only {len(entries)}: the other {uncovered} cannot be priced one by "
+                    "one, and the model's price has long-context tiers that apply per request "
+                    "(price each request's usage, or pass one TokenUsage per request)"
+                )
             if not entries:
                 if tiered and (usage.requests or 0) > 1:
                     raise ConfigurationError(

@@ -217,7 +217,8 @@ def _has_parts(item: dict[str, Any]) -> bool:
 
 
 def _strip_media(value: Any, model: str) -> tuple[Any, int]:
-    """``value`` with every image and file part replaced by a placeholder, and their tokens."""
+    """``value`` with every image, audio, file and opaque base64 payload replaced by a
+    placeholder, and their tokens (``agentbudget.media``): never tokenized as text."""
     if isinstance(value, list):
         tokens = 0
         out: list[Any] = []
@@ -229,21 +230,34 @@ def _strip_media(value: Any, model: str) -> tuple[Any, int]:
     if not isinstance(value, dict):
         return value, 0
     kind = value.get("type")
-    if kind in ("input_image", "image_url") or (kind is None and "image_url" in value):
+    if kind in _IMAGE_PARTS or (kind is None and "image_url" in value):
         return _MEDIA_PLACEHOLDER, media.image_part_tokens(model, value)
     if kind == "input_file" or (kind is None and "file_data" in value):
         name = value.get("filename")
         return (name if isinstance(name, str) else _MEDIA_PLACEHOLDER), media.file_tokens(value)
     if kind == "file" and isinstance(value.get("file"), dict):  # Chat Completions file part
         return _MEDIA_PLACEHOLDER, media.file_tokens(value["file"])
+    if kind == "input_audio":
+        audio = value.get("input_audio", value)
+        data = audio.get("data") if isinstance(audio, dict) else None
+        return _MEDIA_PLACEHOLDER, media.audio_tokens(data if isinstance(data, str) else "")
     tokens = 0
     out_dict: dict[str, Any] = {}
     for key, element in value.items():
         if isinstance(element, list | dict):
             element, counted = _strip_media(element, model)
             tokens += counted
+        elif isinstance(element, str) and len(element) > _OPAQUE_MIN:
+            opaque = media.opaque_tokens(model, key, element)
+            if opaque is not None:
+                element = _MEDIA_PLACEHOLDER
+                tokens += opaque
         out_dict[key] = element
     return out_dict, tokens
+
+
+_IMAGE_PARTS = frozenset({"input_image", "image_url", "computer_screenshot"})
+_OPAQUE_MIN = 256
 
 
 def _utf8_len(text: object) -> int:

@@ -198,3 +198,40 @@ def test_agent_costing_refuses_zero() -> None:
 
     with pytest.raises(ab.ConfigurationError, match="usd > 0"):
         agent_costing("0")
+
+
+def test_screenshots_audio_and_encrypted_reasoning_are_not_tokenized() -> None:
+    screenshot = {
+        "type": "computer_call_output",
+        "call_id": "c1",
+        "output": {"type": "computer_screenshot", "image_url": data_url(png(1024, 768, 150_000))},
+    }
+    audio = {
+        "role": "user",
+        "content": [
+            {
+                "type": "input_audio",
+                "input_audio": {
+                    "data": base64.b64encode(os.urandom(48_000)).decode(),
+                    "format": "wav",
+                },
+            }
+        ],
+    }
+    reasoning = {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [],
+        "encrypted_content": base64.b64encode(os.urandom(15_000)).decode(),
+    }
+    assert estimate_call_input("gpt-4o", None, [screenshot]).tokens < 800  # 85 + 170 x 4
+    assert 480 <= estimate_call_input("gpt-4o", None, [audio]).tokens <= 480 + 20  # 48 KB
+    assert 5_000 <= estimate_call_input("gpt-4o", None, [reasoning]).tokens <= 5_100
+
+
+def test_partial_per_request_entries_never_price_the_rest_at_a_tier() -> None:
+    one = Usage(requests=1, input_tokens=150_000, output_tokens=0, total_tokens=150_000)
+    mixed = Usage(requests=2, input_tokens=300_000, output_tokens=0, total_tokens=300_000)
+    mixed.add(one)  # 3 requests, 1 entry
+    with pytest.raises(ab.ConfigurationError, match="only 1"):
+        PriceTable.default().cost("gemini-2.5-pro", mixed)

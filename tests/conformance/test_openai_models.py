@@ -495,3 +495,73 @@ async def test_budgets_charge_missing_usage_and_images(env: Any) -> None:
     assert 85 + 170 < call.input_tokens < 400  # the image's tile rule, not 200,000 text tokens
     (row,) = await budgets.spend(user="u")
     assert row.spent == call.input_tokens + 40 and row.reserved == 0
+
+
+# -- found by review: each of these lost money or passed a limit --------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_bound_in_extra_body_is_lowered_too(api: str) -> None:
+    key = "max_output_tokens" if api == "responses" else "max_tokens"
+    server = FakeOpenAI([Turn(output_tokens=2_000)], input_tokens=estimate())
+    a = agent(server, api, model_settings=ModelSettings(extra_body={key: 300}))
+    with pytest.raises(ab.TokenLimitExceeded):
+        await run(a, False, limits=ab.Limits(max_output_tokens=100))
+    assert server.requests[0][key] == 100 and server.billed[0]["output"] == 100
+
+
+@pytest.mark.parametrize("side", ["input_tokens", "output_tokens"])
+async def test_one_null_side_of_the_usage_is_estimated_not_zero(side: str) -> None:
+    server = FakeOpenAI([Turn(output_tokens=300)], input_tokens=5_000)
+    original = server._responses_usage
+
+    def usage(turn: Turn, produced: int) -> dict[str, Any]:
+        block = original(turn, produced)
+        block[side] = None
+        return block
+
+    server._responses_usage = usage  # type: ignore[method-assign]
+    result = await ab.Guard().run(agent(server, "responses"), PROMPT)
+    (call,) = ab.report_of(result).calls
+    assert call.estimated and call.input_tokens > 0 and call.output_tokens == 300
+    if side == "output_tokens":
+        assert call.input_tokens == 5_000
+
+
+async def test_long_retention_writes_on_the_default_table_are_priced() -> None:
+    server = FakeOpenAI([Turn(output_tokens=10, cache_write_12h_tokens=1_000)], input_tokens=2_000)
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", usd="5")])
+    result = await ab.Guard(budgets=budgets, limits=ab.Limits(max_cost_usd="1")).run(
+        agent(server, "responses", "gpt-5.6-sol"), "hi", user="u"
+    )
+    (call,) = ab.report_of(result).calls
+    # no separate long-retention rate is published for OpenAI: the write rate ($5/M)
+    assert call.cost_usd == Decimal("0.004") + Decimal("0.005") + Decimal("0.0002")
+    (row,) = await budgets.spend(user="u")
+    assert row.spent == 9_200_000  # nano-USD: the call's cost, not its held worst case
+
+
+async def test_max_output_tokens_never_sends_a_bound_past_the_limit() -> None:
+    server = FakeOpenAI([Turn(tool="lookup", arguments="{}", output_tokens=0)] * 3)
+    server.script[0] = Turn(tool="lookup", arguments='{"q": "' + "x" * 300 + '"}')
+    with pytest.raises(ab.TokenLimitExceeded):
+        await run(
+            agent(server, "responses", tools=[lookup]),
+            False,
+            limits=ab.Limits(max_output_tokens=100),
+        )
+    assert sum(b["output"] for b in server.billed) <= 100
+
+
+async def test_a_reasoning_model_without_usage_is_charged_its_whole_bound() -> None:
+    server = FakeOpenAI(
+        [Turn(output_tokens=900, reasoning_tokens=800)], input_tokens=40, usage=False
+    )
+    # its reasoning is billed but never shown: without usage, it may have used the bound
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await run(
+            agent(server, "chat", "o3-mini"), False, limits=ab.Limits(max_output_tokens=1_000)
+        )
+    assert caught.value.report is not None
+    (call,) = caught.value.report.calls
+    assert call.estimated and call.output_tokens == 1_000 >= server.billed[0]["output"]
