@@ -480,16 +480,16 @@ class MeteredModel(Model):
         if usage is not None and usage.input_tokens and usage.output_tokens:
             return usage, False
         if usage is not None and not usage.is_empty:
-            # one side reported as null or 0: the call was sent and may have answered
+            # one side reported as null (or no input at all): the call was sent and answered
             if not usage.input_tokens:
                 usage = TokenUsage.normalised(
                     **{**usage.model_dump(), "input_tokens": self._exact_input(plan)}
                 )
                 return usage, True
+            if getattr(reported, "output_tokens", 0) is not None:
+                return usage, False  # a reported 0: an empty answer
             if counted is None:
                 counted = count_output(output, plan.model_name)
-            if counted == 0:
-                return usage, False  # nothing came back: an empty answer
             return TokenUsage.normalised(**{**usage.model_dump(), "output_tokens": counted}), True
         if plan.model_name not in _warned_no_usage:
             _warned_no_usage.add(plan.model_name)
@@ -622,7 +622,7 @@ class MeteredModel(Model):
         plan = await self._prepare(request)
         meter = self.meter
         encoding = get_encoding(encoding_for_model(plan.model_name)[0])
-        counted = 0
+        counter = _DeltaCounter(encoding)
         stream = plan.inner.stream_response(
             system_instructions,
             input,
@@ -639,8 +639,8 @@ class MeteredModel(Model):
             async for event in stream:
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
-                    counted += count_text(getattr(event, "delta", "") or "", encoding)
-                    if plan.cut_by_limit and counted > plan.output_bound:
+                    counter.add(getattr(event, "delta", "") or "")
+                    if plan.cut_by_limit and (counted := counter.total) > plan.output_bound:
                         raise meter.trip(
                             _limit_error(
                                 plan, counted, f"stream stopped at {counted} output tokens"
@@ -649,7 +649,7 @@ class MeteredModel(Model):
                 elif kind == "response.completed" and not plan.hold.released:
                     response = event.response  # type: ignore[union-attr]
                     usage, estimated = self._paid_usage(
-                        plan, response.usage, response.output, counted
+                        plan, response.usage, response.output, counter.total
                     )
                     await self._settle(plan, usage, estimated=estimated, streamed=True)
                     model_response = ModelResponse(
@@ -660,7 +660,10 @@ class MeteredModel(Model):
                     self._after_response(plan, model_response, usage, handoffs)
                 elif kind in _TERMINAL_FAILURES and not plan.hold.released:
                     error = await self._settle_cut(
-                        plan, _Ended.of(getattr(event, "response", None)), counted, streamed=True
+                        plan,
+                        _Ended.of(getattr(event, "response", None)),
+                        counter.total,
+                        streamed=True,
                     )
                     if error is not None:
                         raise error
@@ -668,9 +671,9 @@ class MeteredModel(Model):
         except BaseException as exc:
             ended = None if plan.hold.released else _Ended.behind(exc)
             if ended is None:
-                await self._settle_failed(plan, counted, streamed=True)
+                await self._settle_failed(plan, counter.total, streamed=True)
                 raise
-            error = await self._settle_cut(plan, ended, counted, streamed=True)
+            error = await self._settle_cut(plan, ended, counter.total, streamed=True)
             if error is not None:
                 raise error from exc
             raise
@@ -679,6 +682,36 @@ class MeteredModel(Model):
             if aclose is not None:
                 await asyncio.shield(aclose())
 
+
+class _DeltaCounter:
+    """Output tokens of a stream's deltas, tokenized on whole words: a provider that
+    splits a word (or a token) across deltas is not counted twice for it."""
+
+    __slots__ = ("carry", "done", "encoding")
+
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+        self.done = 0
+        self.carry = ""
+
+    def add(self, delta: str) -> None:
+        text = self.carry + delta if self.carry else delta
+        cut = text.rfind(" ")
+        if 0 < cut and len(text) - cut <= _CARRY_MAX:
+            self.done += count_text(text[:cut], self.encoding)
+            self.carry = text[cut:]
+        elif len(text) > _CARRY_MAX:  # no word boundary in sight: count what there is
+            self.done += count_text(text, self.encoding)
+            self.carry = ""
+        else:
+            self.carry = text
+
+    @property
+    def total(self) -> int:
+        return self.done + (count_text(self.carry, self.encoding) if self.carry else 0)
+
+
+_CARRY_MAX = 256
 
 _TOOL_TOKENS: dict[tuple[int, str], tuple[weakref.ref[Any], int]] = {}
 
