@@ -15,6 +15,7 @@ from .base import (
     BaseStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReserveResult,
     SpendRecorder,
     check_id,
@@ -50,7 +51,7 @@ class _Script:
         self.sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
 
 
-class RedisStore(BaseStore, SpendRecorder):
+class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
     """Budget counters in Redis (6.2+), one Lua script call per operation.
 
     Every reserve, settle and state is exactly one ``EVALSHA`` round trip (a script
@@ -133,6 +134,7 @@ class RedisStore(BaseStore, SpendRecorder):
         self._reserve = _Script("reserve.lua")
         self._settle = _Script("settle.lua")
         self._state = _Script("state.lua")
+        self._renew = _Script("renew.lua")
 
     def counter_key(self, key: str) -> str:
         """The Redis key of a counter's hash (its holds zset ends ``:h:`` instead)."""
@@ -171,6 +173,7 @@ class RedisStore(BaseStore, SpendRecorder):
         args: list[str | int] = [
             _digest(reservation_id),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
             mode,
             len(amounts),
             *amounts,
@@ -190,6 +193,7 @@ class RedisStore(BaseStore, SpendRecorder):
         args: list[str | int] = [
             _digest(reservation_id),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
             "record",
             len(actual),
             *actual,
@@ -198,6 +202,15 @@ class RedisStore(BaseStore, SpendRecorder):
         reply = await self._call(self._settle, keys, args)
         if reply[0] == -2:
             raise settle_error(reservation_id, int(reply[1]), len(actual))
+        return bool(reply[0] == 1)
+
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
+        args: list[str | int] = [
+            _digest(reservation_id),
+            max(1, round(lease_s * 1000)),
+            round(self.retention_s * 1000),
+        ]
+        reply = await self._call(self._renew, [self._record_key(reservation_id)], args)
         return bool(reply[0] == 1)
 
     async def _do_state(self, key: str) -> CounterState:
