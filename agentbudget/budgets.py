@@ -472,6 +472,8 @@ class Budgets:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             task.add_done_callback(lambda done: self._release_after(reservation, done))
+            self._background.add(task)  # drain() waits for it, and for the release
+            task.add_done_callback(self._background.discard)
             raise
         except StoreUnavailable:
             # The reservation may or may not have landed: releasing is safe either way.
