@@ -54,6 +54,7 @@ from .stores import (
     ReserveResult,
     store_from_url,
 )
+from .stores.base import WindowMismatch
 
 if TYPE_CHECKING:
     from .interceptor import CallPlan, CallRequest, MeteredModel
@@ -296,19 +297,28 @@ class _PendingSettle:
     claimed: bool = False  # a retry loop is trying it now
 
 
-def _window(allowance: Allowance, now: float, tz: ZoneInfo) -> tuple[str, int | None]:
-    """``(window label, seconds until it ends)`` for ``now`` (Unix seconds)."""
+def _window(
+    allowance: Allowance, now: float, tz: ZoneInfo
+) -> tuple[str, int | None, tuple[float, float] | None]:
+    """``(label, seconds until it ends, (start, end))`` of the window holding ``now``
+    (Unix seconds); ``"total"`` has no end and no span.
+
+    Hour labels are unique through DST changes: the repeated hour of a fall-back carries
+    its UTC offset (``2026-11-01T01-0500`` after ``2026-11-01T01``), and an hour is
+    always 3,600 real seconds.
+    """
     window = allowance.window
     if window == "total":
-        return "total", None
+        return "total", None, None
     if isinstance(window, int):
         fixed_start = math.floor(now / window) * window
-        return f"{window}s@{fixed_start}", max(math.ceil(fixed_start + window - now), 1)
+        span = (float(fixed_start), float(fixed_start + window))
+        return f"{window}s@{fixed_start}", max(math.ceil(span[1] - now), 1), span
     local = datetime.fromtimestamp(now, tz)
     if window == "hour":
         start = local.replace(minute=0, second=0, microsecond=0)
-        end = start + timedelta(hours=1)
-        label = start.strftime("%Y-%m-%dT%H")
+        end = datetime.fromtimestamp(start.timestamp() + 3600, tz)
+        label = start.strftime("%Y-%m-%dT%H") + (start.strftime("%z") if start.fold else "")
     elif window == "day":
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         following = start.date() + timedelta(days=1)
@@ -319,7 +329,8 @@ def _window(allowance: Allowance, now: float, tz: ZoneInfo) -> tuple[str, int | 
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
         end = datetime(year, month, 1, tzinfo=tz)
         label = start.strftime("%Y-%m")
-    return label, max(math.ceil(end.timestamp() - now), 1)
+    span = (start.timestamp(), end.timestamp())
+    return label, max(math.ceil(span[1] - now), 1), span
 
 
 def counter_key(allowance: Allowance, subject: str, window: str, unit: str) -> str:
@@ -400,6 +411,7 @@ class Budgets:
         # counters that already alerted this window (bounded: old windows fall out)
         self._alerted: LRUCache[str, bool] = LRUCache(maxsize=100_000)
         self._background: set[asyncio.Task[Any]] = set()
+        self._store_offset = 0.0  # the store's clock minus ours, once it differed
         # settles the store could not take yet, by reservation id (any loop, any thread)
         self._pending: dict[str, _PendingSettle] = {}
         self._pending_lock = threading.Lock()
@@ -428,10 +440,15 @@ class Budgets:
             )
         return subject
 
+    def _now(self) -> float:
+        """The time windows are chosen by: the policy's clock, corrected by the offset of
+        the store's clock once the store reported it (Redis: the server's ``TIME``)."""
+        return self.clock() + self._store_offset
+
     def _reservation(
         self, user: str | None, team: str | None, tokens: int, nanos: int
     ) -> Reservation:
-        now = self.clock()
+        now = self._now()
         charges: list[Charge] = []
         units: list[str] = []
         allowances: list[Allowance] = []
@@ -439,11 +456,11 @@ class Budgets:
         windows: list[str] = []
         for allowance in self.allowances:
             subject = self._subject(allowance, user, team)
-            window, ttl = _window(allowance, now, self.tz)
+            window, ttl, span = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
                 amount = tokens if unit == "tokens" else nanos
                 key = counter_key(allowance, subject, window, unit)
-                charges.append(Charge(key=key, limit=limit, amount=amount, ttl_s=ttl))
+                charges.append(Charge(key, limit, amount, ttl_s=ttl, window=span))
                 units.append(unit)
                 allowances.append(allowance)
                 subjects.append(subject)
@@ -455,6 +472,24 @@ class Budgets:
             allowances=tuple(allowances),
             subjects=tuple(subjects),
             windows=tuple(windows),
+        )
+
+    async def _reserve_worst(
+        self, user: str | None, team: str | None, tokens: int, nanos: int
+    ) -> tuple[Reservation, ReserveResult]:
+        """Reserve in the current windows, as the store's clock sees them.
+
+        A store with its own clock (Redis) refuses a window its clock is not in; the
+        windows are then recomputed with its time, and later calls use its offset.
+        """
+        for _ in range(3):
+            reservation = self._reservation(user, team, tokens, nanos)
+            try:
+                return reservation, await self._reserve(reservation)
+            except WindowMismatch as exc:
+                self._store_offset = exc.store_now - self.clock()
+        raise StoreUnavailable(
+            "the budget store's clock kept moving out of the call's windows", url=self.store.url
         )
 
     async def _reserve(self, reservation: Reservation) -> ReserveResult:
@@ -523,13 +558,12 @@ class Budgets:
         steps = iter(self.on_exhausted)
         try:
             while True:
-                reservation = self._reservation(
+                reservation, result = await self._reserve_worst(
                     meter.user,
                     meter.team,
                     plan.input_estimate + plan.output_bound,
                     plan.worst_nanos,
                 )
-                result = await self._reserve(reservation)
                 if result.ok:
                     self._keep(reservation)
                     plan.reservation = reservation
@@ -688,13 +722,13 @@ class Budgets:
     ) -> list[tuple[Allowance, str, str, str, int]]:
         """``(allowance, subject, window, unit, limit)`` of the current windows' counters of
         the allowances whose ``per`` is in ``kinds``."""
-        now = self.clock()
+        now = self._now()
         counters = []
         for allowance in self.allowances:
             if allowance.per not in kinds:
                 continue
             subject = self._subject(allowance, user, team)
-            window, _ = _window(allowance, now, self.tz)
+            window, _, _ = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
                 counters.append((allowance, subject, window, unit, limit))
         return counters

@@ -101,12 +101,17 @@ class Charge:
         limit: the counter's capacity in units for its window (>= 0).
         amount: units to reserve now (>= 0).
         ttl_s: seconds until the counter's window ends; ``None`` never expires.
+        window: ``(start, end)`` of the key's window in Unix seconds, when the key names
+            one. A store that keeps its own clock (Redis: the server's ``TIME``) checks
+            that its now lies in it and raises :class:`WindowMismatch` otherwise, so the
+            window a call is charged to is decided by one clock, not by each client's.
     """
 
     key: str
     limit: int
     amount: int
     ttl_s: int | None = None
+    window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_id("Charge.key", self.key)
@@ -117,6 +122,21 @@ class Charge:
                 raise ConfigurationError(f"Charge.ttl_s must be an int or None, got {self.ttl_s!r}")
             if self.ttl_s < 0:
                 raise ConfigurationError(f"Charge.ttl_s must be >= 0, got {self.ttl_s}")
+        if self.window is not None:
+            start, end = self.window
+            if not (math.isfinite(start) and math.isfinite(end) and start < end):
+                raise ConfigurationError(f"Charge.window must be (start, end), got {self.window!r}")
+
+
+class WindowMismatch(Exception):
+    """The store's clock is outside a charge's window: recompute the windows and retry.
+
+    Nothing was reserved. ``store_now`` is the store's time in Unix seconds.
+    """
+
+    def __init__(self, store_now: float) -> None:
+        super().__init__(f"the store's clock ({store_now:.3f}) is outside the charge's window")
+        self.store_now = store_now
 
 
 @dataclass(frozen=True)

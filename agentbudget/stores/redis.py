@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +19,7 @@ from .base import (
     LeaseRenewer,
     ReserveResult,
     SpendRecorder,
+    WindowMismatch,
     check_id,
     check_seconds,
     settle_error,
@@ -154,11 +156,18 @@ class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
             _digest(reservation_id),
             max(1, round(lease_s * 1000)),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
         ]
         for charge in charges:
             keys += [self.counter_key(charge.key), self._holds_key(charge.key)]
             args += [charge.limit, charge.amount, self._ttl_ms(charge)]
+            if charge.window is None:
+                args += [-1, -1]
+            else:
+                args += [math.floor(charge.window[0] * 1000), math.floor(charge.window[1] * 1000)]
         reply = await self._call(self._reserve, keys, args)
+        if reply[0] == -3:
+            raise WindowMismatch(int(reply[1]) / 1000)
         if reply[0] == -1:
             raise ConfigurationError(
                 f"reservation id {reservation_id!r} was already used; use a fresh id"
