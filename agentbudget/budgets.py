@@ -768,12 +768,14 @@ class Budgets:
     def _ensure_retrier(self) -> None:
         """Run one retry loop on the current event loop while settles are pending."""
         loop = asyncio.get_running_loop()
-        task = self._retriers.get(loop)
-        if task is None or task.done():
+        with self._pending_lock:  # the map of loops is shared by every thread's loop
+            task = self._retriers.get(loop)
+            if task is not None and not task.done():
+                return
             task = loop.create_task(self._retry_settles())
             self._retriers[loop] = task
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _retry_settles(self) -> None:
         """Retry pending settles (and journal replay) with exponential backoff until none is

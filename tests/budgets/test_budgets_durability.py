@@ -360,7 +360,7 @@ async def test_a_reserve_in_flight_when_the_run_times_out_is_released_redis(
     proxy = SlowProxy(private_redis.port, delay=0.15)  # > max_seconds with the reply
     store = SlowLinkRedis(proxy.url, prefix=f"test-{uuid.uuid4().hex}")
     try:
-        assert await _cancelled_while_reserving(store) == CounterState(0, 0)
+        assert await _cancelled_while_reserving(store, count=10) == CounterState(0, 0)
     finally:
         proxy.close()
 
