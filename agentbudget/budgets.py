@@ -15,8 +15,10 @@ Before each LLM call the call's worst case (estimated input plus the bounded out
 tokens and in nano-dollars) is reserved in every applicable allowance's counter of the
 current window, atomically: all or none. After the call the reservation settles to the
 actual usage; on error, cancellation or timeout it settles at least the estimated input
-(the request was sent). Reservations carry an id and a lease, so a crashed process's
-reservations return to the budget. When a reservation does not fit, the degrade chain
+(the request was sent). Reservations carry an id and a lease that is renewed while the
+call is in flight, so only a crashed process's reservations return to the budget. A
+settle the store cannot take is kept and retried until it lands (``drain()`` waits for
+it). When a reservation does not fit, the degrade chain
 runs in order: ``Downgrade`` re-plans the call on a cheaper model, ``CapOutput`` shrinks
 the output bound (not below its floor) until it fits, ``Refuse`` raises
 ``BudgetExhausted`` with its message.
@@ -672,7 +674,7 @@ class Budgets:
                 actual.append(nanos)
         try:
             await self.store.settle(reservation.reservation_id, actual)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, OSError) as exc:  # OSError: a journal that cannot be written
             logger.warning(
                 "agentbudget: the budget store cannot take a settle now; it is kept and retried "
                 "(await budgets.drain() waits for it): %s",
@@ -810,7 +812,7 @@ class Budgets:
         reservation = entry.reservation
         try:
             await self.store.settle(reservation.reservation_id, entry.actual)
-        except StoreUnavailable:
+        except (StoreUnavailable, OSError):
             return False
         except ConfigurationError as exc:  # e.g. ReservationNotFound after retention_s
             logger.error(
