@@ -541,8 +541,10 @@ class Budgets:
 
     def _keep(self, reservation: Reservation) -> None:
         """Start renewing a held reservation's lease while its call is in flight."""
-        if isinstance(self.store, LeaseRenewer):
-            reservation.lease = _Lease(self, self.store, reservation)
+        store = self.store
+        inner = store.inner if isinstance(store, JournalingStore) else store
+        if isinstance(store, LeaseRenewer) and isinstance(inner, LeaseRenewer):
+            reservation.lease = _Lease(self, store, reservation)
 
     # -- the call path -----------------------------------------------------------------
 

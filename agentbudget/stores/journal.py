@@ -209,8 +209,10 @@ class JournalingStore(BaseStore, LeaseRenewer):
 
     async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
         pending = self._pending.get(reservation_id)
-        if pending is None or pending.local or not isinstance(self.inner, LeaseRenewer):
-            return False  # nothing is held in the inner store, or it cannot renew
+        if pending is None or not isinstance(self.inner, LeaseRenewer):
+            return False  # settled, unknown, or the inner store cannot renew
+        if pending.local:
+            return True  # admitted locally during an outage: nothing to renew, still live
         return await self.inner.renew(reservation_id, lease_s=lease_s)
 
     def _admit(self, reservation_id: str, targets: _Targets, now: float) -> ReserveResult:
