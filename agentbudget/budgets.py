@@ -276,7 +276,8 @@ class _Lease:
         try:
             held = await self._store.renew(self._reservation_id, lease_s=self._budgets.lease_s)
         except StoreUnavailable as exc:
-            logger.warning("agentbudget: could not renew a budget lease (retrying): %s", exc)
+            # the store is down: nothing can be admitted into the hold meanwhile; try again
+            logger.debug("agentbudget: could not renew a budget lease (retrying): %s", exc)
             held = True
         except Exception:
             logger.exception("agentbudget: renewing a budget lease failed")
