@@ -864,11 +864,12 @@ class Budgets:
             else:  # another loop's retrier holds the last entries
                 await asyncio.sleep(min(_RETRY_FIRST_S, left or _RETRY_FIRST_S))
 
-    async def close(self, timeout: float | None = None) -> None:
-        """Finish background work (see :meth:`drain`) and close the store.
+    async def close(self, timeout: float | None = 30.0) -> None:
+        """Finish background work (see :meth:`drain`, at most ``timeout`` seconds; ``None``
+        waits as long as it takes) and close the store.
 
-        Settles still pending after ``timeout`` are logged as an error: without a journal
-        they are lost with the process.
+        Settles still pending then are logged as an error: journaled ones stay in the
+        journal (the next process replays them); without a journal they are lost.
         """
         left = await self.drain(timeout)
         if left:
