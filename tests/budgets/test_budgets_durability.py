@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import time
 import uuid
@@ -203,6 +204,18 @@ async def test_drain_with_a_timeout_reports_what_is_still_pending() -> None:
     assert await b.drain(timeout=0.2) == 1
     store.down = False
     assert await b.drain(timeout=5) == 0
+
+
+async def test_close_gives_up_after_its_timeout_and_says_what_is_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    b = ab.Budgets(store=store, allowances=[ab.Allowance(per="user", window="day", tokens=10**6)])
+    store.down = True
+    await ab.Guard(budgets=b).run(one_call_agent(), QUESTION, user="u")
+    with caplog.at_level(logging.ERROR, logger="agentbudget"):
+        await b.close(timeout=0.2)
+    assert "closing budgets with 1 settles the store has not taken" in caplog.text
 
 
 async def test_a_settle_kept_on_one_event_loop_lands_from_the_next() -> None:
