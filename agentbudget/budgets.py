@@ -15,8 +15,10 @@ Before each LLM call the call's worst case (estimated input plus the bounded out
 tokens and in nano-dollars) is reserved in every applicable allowance's counter of the
 current window, atomically: all or none. After the call the reservation settles to the
 actual usage; on error, cancellation or timeout it settles at least the estimated input
-(the request was sent). Reservations carry an id and a lease, so a crashed process's
-reservations return to the budget. When a reservation does not fit, the degrade chain
+(the request was sent). Reservations carry an id and a lease that is renewed while the
+call is in flight, so only a crashed process's reservations return to the budget. A
+settle the store cannot take is kept and retried until it lands (``drain()`` waits for
+it). When a reservation does not fit, the degrade chain
 runs in order: ``Downgrade`` re-plans the call on a cheaper model, ``CapOutput`` shrinks
 the output bound (not below its floor) until it fits, ``Refuse`` raises
 ``BudgetExhausted`` with its message.
@@ -28,10 +30,13 @@ import asyncio
 import logging
 import math
 import os
+import random
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,7 +49,15 @@ from .errors import BudgetExhausted, ConfigurationError, StoreUnavailable
 from .meter import MIN_OUTPUT_TOKENS
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .pricing import TokenUsage
-from .stores import BudgetStore, Charge, JournalingStore, ReserveResult, store_from_url
+from .stores import (
+    BudgetStore,
+    Charge,
+    JournalingStore,
+    LeaseRenewer,
+    ReserveResult,
+    store_from_url,
+)
+from .stores.base import WindowMismatch
 
 if TYPE_CHECKING:
     from .interceptor import CallPlan, CallRequest, MeteredModel
@@ -66,6 +79,9 @@ logger = logging.getLogger("agentbudget")
 Per = Literal["user", "team", "global"]
 Window = Literal["hour", "day", "month", "total"]
 _WINDOWS = ("hour", "day", "month", "total")
+_RENEW_FRACTION = 3  # a lease is renewed every lease_s / 3: twice more before it could lapse
+_RETRY_FIRST_S = 0.05  # backoff of a settle the store could not take: first wait ...
+_RETRY_MAX_S = 5.0  # ... doubling up to this
 
 
 @dataclass(frozen=True)
@@ -233,21 +249,94 @@ class Reservation:
     allowances: tuple[Allowance, ...]
     subjects: tuple[str, ...]
     windows: tuple[str, ...]
+    lease: _Lease | None = field(default=None, repr=False, compare=False)
 
 
-def _window(allowance: Allowance, now: float, tz: ZoneInfo) -> tuple[str, int | None]:
-    """``(window label, seconds until it ends)`` for ``now`` (Unix seconds)."""
+class _Lease:
+    """Renews one reservation's holds while its call is in flight.
+
+    A timer on the call's event loop fires every ``lease_s / 3`` and renews in a
+    background task (one store round trip), off the call's path. It stops when the call
+    settles, when the store no longer holds the reservation, and when the reservation
+    object is dropped without being settled (so a leaked reservation still lapses).
+    """
+
+    def __init__(self, budgets: Budgets, store: LeaseRenewer, reservation: Reservation) -> None:
+        self._budgets = budgets
+        self._store = store
+        self._reservation = weakref.ref(reservation)
+        self._reservation_id = reservation.reservation_id
+        self._interval = budgets.lease_s / _RENEW_FRACTION
+        self._loop = asyncio.get_running_loop()
+        self.stopped = False
+        self._handle = self._loop.call_later(self._interval, self._fire)
+
+    def stop(self) -> None:
+        """Stop renewing (safe from any thread: a timer that fires later does nothing)."""
+        self.stopped = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._handle.cancel()
+
+    def _fire(self) -> None:
+        if self.stopped or self._reservation() is None:
+            self.stopped = True
+            return
+        self._budgets._spawn(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            held = await self._store.renew(self._reservation_id, lease_s=self._budgets.lease_s)
+        except StoreUnavailable as exc:
+            # the store is down: nothing can be admitted into the hold meanwhile; try again
+            logger.debug("agentbudget: could not renew a budget lease (retrying): %s", exc)
+            held = True
+        except Exception:
+            logger.exception("agentbudget: renewing a budget lease failed")
+            held = False
+        if not held:
+            if not self.stopped:
+                logger.warning(
+                    "agentbudget: budget reservation %s was no longer held when renewed",
+                    self._reservation_id,
+                )
+            self.stopped = True
+        if not self.stopped and not self._loop.is_closed():
+            self._handle = self._loop.call_later(self._interval, self._fire)
+
+
+@dataclass
+class _PendingSettle:
+    reservation: Reservation
+    actual: tuple[int, ...]
+    claimed: bool = False  # a retry loop is trying it now
+
+
+def _window(
+    allowance: Allowance, now: float, tz: ZoneInfo
+) -> tuple[str, int | None, tuple[float, float] | None]:
+    """``(label, seconds until it ends, (start, end))`` of the window holding ``now``
+    (Unix seconds); ``"total"`` has no end and no span.
+
+    Hour labels are unique through DST changes: the repeated hour of a fall-back carries
+    its UTC offset (``2026-11-01T01-0500`` after ``2026-11-01T01``), and an hour is
+    always 3,600 real seconds.
+    """
     window = allowance.window
     if window == "total":
-        return "total", None
+        return "total", None, None
     if isinstance(window, int):
         fixed_start = math.floor(now / window) * window
-        return f"{window}s@{fixed_start}", max(math.ceil(fixed_start + window - now), 1)
+        span = (float(fixed_start), float(fixed_start + window))
+        return f"{window}s@{fixed_start}", max(math.ceil(span[1] - now), 1), span
     local = datetime.fromtimestamp(now, tz)
     if window == "hour":
         start = local.replace(minute=0, second=0, microsecond=0)
-        end = start + timedelta(hours=1)
-        label = start.strftime("%Y-%m-%dT%H")
+        end = datetime.fromtimestamp(start.timestamp() + 3600, tz)
+        label = start.strftime("%Y-%m-%dT%H") + (start.strftime("%z") if start.fold else "")
     elif window == "day":
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         following = start.date() + timedelta(days=1)
@@ -258,7 +347,8 @@ def _window(allowance: Allowance, now: float, tz: ZoneInfo) -> tuple[str, int | 
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
         end = datetime(year, month, 1, tzinfo=tz)
         label = start.strftime("%Y-%m")
-    return label, max(math.ceil(end.timestamp() - now), 1)
+    span = (start.timestamp(), end.timestamp())
+    return label, max(math.ceil(span[1] - now), 1), span
 
 
 def counter_key(allowance: Allowance, subject: str, window: str, unit: str) -> str:
@@ -342,17 +432,24 @@ class Budgets:
         self.on_alert = on_alert
         self.clock = clock
         inner = store_from_url(store, **(store_options or {})) if isinstance(store, str) else store
-        if fail == "open":
-            if journal is None:
-                raise ConfigurationError(
-                    'fail="open" needs journal="path/to/journal.jsonl" (one file per process) '
-                    "so usage during an outage is kept and replayed"
-                )
-            inner = JournalingStore(inner, journal)
+        if fail == "open" and journal is None:
+            raise ConfigurationError(
+                'fail="open" needs journal="path/to/journal.jsonl" (one file per process) '
+                "so usage during an outage is kept and replayed"
+            )
+        if journal is not None:
+            inner = JournalingStore(inner, journal, admit=fail == "open")
         self.store: BudgetStore = inner
+        self._journal = inner if isinstance(inner, JournalingStore) else None
         # counters that already alerted this window (bounded: old windows fall out)
         self._alerted: LRUCache[str, bool] = LRUCache(maxsize=100_000)
         self._background: set[asyncio.Task[Any]] = set()
+        self._store_offset = 0.0  # the store's clock minus ours, once it differed
+        # settles the store could not take yet, by reservation id (any loop, any thread)
+        self._pending: dict[str, _PendingSettle] = {}
+        self._pending_lock = threading.Lock()
+        self._retriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
+        self._retriers = weakref.WeakKeyDictionary()
 
     @property
     def needs_prices(self) -> bool:
@@ -376,10 +473,15 @@ class Budgets:
             )
         return subject
 
+    def _now(self) -> float:
+        """The time windows are chosen by: the policy's clock, corrected by the offset of
+        the store's clock once the store reported it (Redis: the server's ``TIME``)."""
+        return self.clock() + self._store_offset
+
     def _reservation(
         self, user: str | None, team: str | None, tokens: int, nanos: int
     ) -> Reservation:
-        now = self.clock()
+        now = self._now()
         charges: list[Charge] = []
         units: list[str] = []
         allowances: list[Allowance] = []
@@ -387,11 +489,11 @@ class Budgets:
         windows: list[str] = []
         for allowance in self.allowances:
             subject = self._subject(allowance, user, team)
-            window, ttl = _window(allowance, now, self.tz)
+            window, ttl, span = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
                 amount = tokens if unit == "tokens" else nanos
                 key = counter_key(allowance, subject, window, unit)
-                charges.append(Charge(key=key, limit=limit, amount=amount, ttl_s=ttl))
+                charges.append(Charge(key, limit, amount, ttl_s=ttl, window=span))
                 units.append(unit)
                 allowances.append(allowance)
                 subjects.append(subject)
@@ -405,28 +507,75 @@ class Budgets:
             windows=tuple(windows),
         )
 
+    async def _reserve_worst(
+        self, user: str | None, team: str | None, tokens: int, nanos: int
+    ) -> tuple[Reservation, ReserveResult]:
+        """Reserve in the current windows, as the store's clock sees them.
+
+        A store with its own clock (Redis) refuses a window its clock is not in; the
+        windows are then recomputed with its time, and later calls use its offset.
+        """
+        for _ in range(3):
+            reservation = self._reservation(user, team, tokens, nanos)
+            try:
+                return reservation, await self._reserve(reservation)
+            except WindowMismatch as exc:
+                self._store_offset = exc.store_now - self.clock()
+        raise StoreUnavailable(
+            "the budget store's clock kept moving out of the call's windows", url=self.store.url
+        )
+
     async def _reserve(self, reservation: Reservation) -> ReserveResult:
-        try:
-            return await self.store.reserve(
+        # Shielded: a call cancelled (or timed out) while its reserve is in flight does not
+        # cut the reserve short (a SQLite thread or a Redis command would land anyway); the
+        # reserve runs to its end and whatever it held is released.
+        task = asyncio.ensure_future(
+            self.store.reserve(
                 reservation.charges,
                 reservation_id=reservation.reservation_id,
                 lease_s=self.lease_s,
             )
+        )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda done: self._release_after(reservation, done))
+            self._background.add(task)  # drain() waits for it, and for the release
+            task.add_done_callback(self._background.discard)
+            raise
         except StoreUnavailable:
             # The reservation may or may not have landed: releasing is safe either way.
             self._spawn(self._quiet_release(reservation.reservation_id))
             raise
 
+    def _release_after(self, reservation: Reservation, task: asyncio.Future[ReserveResult]) -> None:
+        """Release a reservation whose caller was cancelled while reserving."""
+        if not task.cancelled():
+            error = task.exception()
+            if error is None and not task.result().ok:
+                return  # refused: nothing is held
+            if error is not None and not isinstance(error, StoreUnavailable):
+                return
+        if not task.get_loop().is_closed():
+            self._spawn(self._quiet_release(reservation.reservation_id))
+
     async def _quiet_release(self, reservation_id: str) -> None:
         try:
             await self.store.release(reservation_id)
         except StoreUnavailable:
-            pass  # the lease frees it
+            pass  # the lease frees it (nothing renews it)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _keep(self, reservation: Reservation) -> None:
+        """Start renewing a held reservation's lease while its call is in flight."""
+        store = self.store
+        inner = store.inner if isinstance(store, JournalingStore) else store
+        if isinstance(store, LeaseRenewer) and isinstance(inner, LeaseRenewer):
+            reservation.lease = _Lease(self, store, reservation)
 
     # -- the call path -----------------------------------------------------------------
 
@@ -445,14 +594,14 @@ class Budgets:
         lowered = 0
         try:
             while True:
-                reservation = self._reservation(
+                reservation, result = await self._reserve_worst(
                     meter.user,
                     meter.team,
                     plan.input_estimate + plan.output_bound,
                     plan.worst_nanos,
                 )
-                result = await self._reserve(reservation)
                 if result.ok:
+                    self._keep(reservation)
                     plan.reservation = reservation
                     if plan.degraded is not None:
                         logger.info(
@@ -583,7 +732,13 @@ class Budgets:
         )
 
     async def settle(self, reservation: Reservation, usage: TokenUsage, nanos: int | None) -> None:
-        """Settle a call's reservation to its actual usage (and check soft thresholds)."""
+        """Settle a call's reservation to its actual usage (and check soft thresholds).
+
+        Never loses a paid call's spend and never raises ``StoreUnavailable``: a settle the
+        store cannot take now is kept (in memory; in the journal when one is configured)
+        and retried with backoff until it lands, exactly once (stores settle an id once).
+        See :attr:`pending_settles` and :meth:`drain`.
+        """
         actual: list[int] = []
         for unit in reservation.units:
             if unit == "tokens":
@@ -592,7 +747,24 @@ class Budgets:
                 if nanos is None:  # pragma: no cover - unpriced models fail closed earlier
                     raise ConfigurationError("an unpriced call cannot settle a dollar allowance")
                 actual.append(nanos)
-        await self.store.settle(reservation.reservation_id, actual)
+        try:
+            await self.store.settle(reservation.reservation_id, actual)
+        except (StoreUnavailable, OSError) as exc:  # OSError: a journal that cannot be written
+            logger.warning(
+                "agentbudget: the budget store cannot take a settle now; it is kept and retried "
+                "(await budgets.drain() waits for it): %s",
+                exc,
+            )
+            with self._pending_lock:
+                self._pending[reservation.reservation_id] = _PendingSettle(
+                    reservation, tuple(actual)
+                )
+            self._ensure_retrier()
+            return  # the lease keeps being renewed until the settle lands
+        if reservation.lease is not None:
+            reservation.lease.stop()
+        if self._journal is not None and self._journal.needs_replay:
+            self._ensure_retrier()  # the settle went to the journal: replay it when possible
         if any(a.soft is not None for a in reservation.allowances):
             # off the call path: the check reads the counters (one round trip each)
             self._spawn(self._check_soft(reservation))
@@ -627,13 +799,13 @@ class Budgets:
     ) -> list[tuple[Allowance, str, str, str, int]]:
         """``(allowance, subject, window, unit, limit)`` of the current windows' counters of
         the allowances whose ``per`` is in ``kinds``."""
-        now = self.clock()
+        now = self._now()
         counters = []
         for allowance in self.allowances:
             if allowance.per not in kinds:
                 continue
             subject = self._subject(allowance, user, team)
-            window, _ = _window(allowance, now, self.tz)
+            window, _, _ = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
                 counters.append((allowance, subject, window, unit, limit))
         return counters
@@ -662,14 +834,122 @@ class Budgets:
         ):
             await self.store.reset(counter_key(allowance, subject, window, unit))
 
-    async def drain(self) -> None:
-        """Wait for background work (soft-threshold checks, releases) to finish."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+    # -- settles the store could not take yet --------------------------------------------
 
-    async def close(self) -> None:
-        """Finish background work and close the store."""
-        await self.drain()
+    @property
+    def pending_settles(self) -> int:
+        """Settles kept until the store takes them: in memory, plus journaled ones."""
+        journaled = self._journal.pending_count if self._journal is not None else 0
+        return len(self._pending) + journaled
+
+    def _ensure_retrier(self) -> None:
+        """Run one retry loop on the current event loop while settles are pending."""
+        loop = asyncio.get_running_loop()
+        with self._pending_lock:  # the map of loops is shared by every thread's loop
+            task = self._retriers.get(loop)
+            if task is not None and not task.done():
+                return
+            task = loop.create_task(self._retry_settles())
+            self._retriers[loop] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry_settles(self) -> None:
+        """Retry pending settles (and journal replay) with exponential backoff until none is
+        left. Several loops may run one each; an entry is tried by one loop at a time."""
+        delay = _RETRY_FIRST_S
+        while True:
+            with self._pending_lock:
+                batch = [p for p in self._pending.values() if not p.claimed]
+                for entry in batch:
+                    entry.claimed = True
+                waiting = len(self._pending) > len(batch)
+            replay = self._journal is not None and self._journal.needs_replay
+            if not batch and not replay and not waiting:
+                return
+            failed = waiting  # entries other loops hold: look again after a wait
+            for entry in batch:
+                failed = not await self._retry_one(entry) or failed
+            if replay and not failed:
+                assert self._journal is not None
+                try:
+                    await self._journal.replay()
+                except StoreUnavailable:
+                    failed = True
+            if not failed:
+                delay = _RETRY_FIRST_S
+                continue
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+    async def _retry_one(self, entry: _PendingSettle) -> bool:
+        """Try one pending settle; True when it is done with (landed, or cannot ever land)."""
+        reservation = entry.reservation
+        try:
+            await self.store.settle(reservation.reservation_id, entry.actual)
+        except (StoreUnavailable, OSError):
+            return False
+        except ConfigurationError as exc:  # e.g. ReservationNotFound after retention_s
+            logger.error(
+                "agentbudget: a kept settle of %s (amounts %s) cannot land and is dropped: %s",
+                reservation.reservation_id,
+                entry.actual,
+                exc,
+            )
+        except Exception:
+            logger.exception("agentbudget: retrying a kept settle failed; trying again")
+            return False
+        finally:
+            with self._pending_lock:
+                entry.claimed = False
+        with self._pending_lock:
+            self._pending.pop(reservation.reservation_id, None)
+        if reservation.lease is not None:
+            reservation.lease.stop()
+        logger.info("agentbudget: a kept settle of %s landed", reservation.reservation_id)
+        return True
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait for background work: soft-threshold checks, releases, and settles the store
+        could not take yet (retried until they land).
+
+        Args:
+            timeout: give up waiting after this many seconds (``None``: wait until done).
+
+        Returns:
+            How many settles are still pending (0 unless ``timeout`` passed).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        current = asyncio.current_task()
+        while True:
+            if self._pending or (self._journal is not None and self._journal.needs_replay):
+                self._ensure_retrier()
+            tasks = [t for t in self._background if t.get_loop() is loop and t is not current]
+            if not tasks and not self._pending:
+                return self.pending_settles
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return self.pending_settles
+            if tasks:
+                await asyncio.wait(tasks, timeout=left)
+            else:  # another loop's retrier holds the last entries
+                await asyncio.sleep(min(_RETRY_FIRST_S, left or _RETRY_FIRST_S))
+
+    async def close(self, timeout: float | None = 30.0) -> None:
+        """Finish background work (see :meth:`drain`, at most ``timeout`` seconds; ``None``
+        waits as long as it takes) and close the store.
+
+        Settles still pending then are logged as an error: journaled ones stay in the
+        journal (the next process replays them); without a journal they are lost.
+        """
+        left = await self.drain(timeout)
+        if left:
+            logger.error(
+                "agentbudget: closing budgets with %d settles the store has not taken%s",
+                left,
+                "; they stay in the journal" if self._journal is not None else "",
+            )
         await self.store.close()
 
 

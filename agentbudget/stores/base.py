@@ -22,6 +22,11 @@ Choices every shipped store makes (the contract tests pin them down):
 * **Windows.** A counter with ``ttl_s`` expires ``ttl_s + grace_s`` seconds after the
   last reservation on it, together with its holds; an expired counter reads as zero.
   A key names the counter of one window: policies put the window start in the key.
+  A settle always lands in the window its reservation was made in: a settle that
+  arrives after that window's counter expired recreates the counter, for ``grace_s``.
+* **Leases.** A lease ends ``lease_s`` after the reserve unless it is renewed
+  (:class:`LeaseRenewer`): policies renew the holds of calls still in flight, so only a
+  dead process's holds lapse.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "BudgetStore",
     "Charge",
     "CounterState",
+    "LeaseRenewer",
     "ReservationNotFound",
     "ReserveResult",
     "SpendRecorder",
@@ -95,12 +101,17 @@ class Charge:
         limit: the counter's capacity in units for its window (>= 0).
         amount: units to reserve now (>= 0).
         ttl_s: seconds until the counter's window ends; ``None`` never expires.
+        window: ``(start, end)`` of the key's window in Unix seconds, when the key names
+            one. A store that keeps its own clock (Redis: the server's ``TIME``) checks
+            that its now lies in it and raises :class:`WindowMismatch` otherwise, so the
+            window a call is charged to is decided by one clock, not by each client's.
     """
 
     key: str
     limit: int
     amount: int
     ttl_s: int | None = None
+    window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_id("Charge.key", self.key)
@@ -111,6 +122,21 @@ class Charge:
                 raise ConfigurationError(f"Charge.ttl_s must be an int or None, got {self.ttl_s!r}")
             if self.ttl_s < 0:
                 raise ConfigurationError(f"Charge.ttl_s must be >= 0, got {self.ttl_s}")
+        if self.window is not None:
+            start, end = self.window
+            if not (math.isfinite(start) and math.isfinite(end) and start < end):
+                raise ConfigurationError(f"Charge.window must be (start, end), got {self.window!r}")
+
+
+class WindowMismatch(Exception):
+    """The store's clock is outside a charge's window: recompute the windows and retry.
+
+    Nothing was reserved. ``store_now`` is the store's time in Unix seconds.
+    """
+
+    def __init__(self, store_now: float) -> None:
+        super().__init__(f"the store's clock ({store_now:.3f}) is outside the charge's window")
+        self.store_now = store_now
 
 
 @dataclass(frozen=True)
@@ -203,6 +229,33 @@ class SpendRecorder(abc.ABC):
     async def _do_record(
         self, reservation_id: str, charges: tuple[Charge, ...], actual: tuple[int, ...]
     ) -> bool: ...
+
+
+class LeaseRenewer(abc.ABC):
+    """Capability mixin: extend the lease of a reservation whose call is still in flight.
+
+    ``Budgets`` renews every held reservation well inside its lease (one round trip
+    each), so a call that outlives ``lease_s`` keeps its hold and only the holds of a
+    process that died lapse. Stores without it keep each hold for ``lease_s`` only.
+    """
+
+    async def renew(self, reservation_id: str, *, lease_s: float) -> bool:
+        """Make the holds of ``reservation_id`` last ``lease_s`` seconds from now.
+
+        Returns:
+            True if the store still held the reservation; False if it was settled,
+            released, unknown, or its lease had already passed (a lapsed hold is not
+            taken again: its units may have been given to another call).
+
+        Raises:
+            ConfigurationError: bad arguments.
+            StoreUnavailable: the backend cannot be reached.
+        """
+        check_id("reservation_id", reservation_id)
+        return await self._do_renew(reservation_id, check_seconds("lease_s", lease_s))
+
+    @abc.abstractmethod
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool: ...
 
 
 class BaseStore(abc.ABC):

@@ -21,6 +21,7 @@ from .base import (
     BudgetStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReserveResult,
     SpendRecorder,
     settle_error,
@@ -44,7 +45,7 @@ class _Pending:
     since: float
 
 
-class JournalingStore(BaseStore):
+class JournalingStore(BaseStore, LeaseRenewer):
     """Wrap a store so that a policy with ``fail="open"`` keeps running through an outage.
 
     While the inner store raises ``StoreUnavailable``, ``reserve`` admits the call
@@ -62,10 +63,14 @@ class JournalingStore(BaseStore):
     Entries the store rejects (an id it never knew, without counter keys) are moved
     to ``<journal>.rejected`` and logged. Give each process its own journal file.
 
+    With ``admit=False`` (a ``fail="closed"`` policy with a journal) ``reserve`` raises
+    ``StoreUnavailable`` instead of admitting, and only settles are journaled.
+
     Args:
         inner: the store to wrap.
         journal_path: the JSONL journal file (created on first use).
         clock: returns the time in seconds; used for window ends of journaled charges.
+        admit: admit calls while the inner store is down (fail open).
     """
 
     def __init__(
@@ -74,8 +79,10 @@ class JournalingStore(BaseStore):
         journal_path: str | os.PathLike[str],
         *,
         clock: Callable[[], float] = time.time,
+        admit: bool = True,
     ) -> None:
         super().__init__(inner.url)
+        self.admit = admit
         self.inner = inner
         self.journal_path = os.fspath(journal_path)
         self.rejected_path = self.journal_path + ".rejected"
@@ -88,6 +95,16 @@ class JournalingStore(BaseStore):
         self._pending: dict[str, _Pending] = {}
         self._journaled: set[str] | None = None  # reservation ids in the journal
         self._next_forget = clock() + _FORGET_AFTER_S
+
+    @property
+    def needs_replay(self) -> bool:
+        """True while settles journaled by this process (or a journal not yet read) wait."""
+        return self._journaled is None or bool(self._journaled)
+
+    @property
+    def pending_count(self) -> int:
+        """Reservation ids with journaled settles not yet replayed (as last read or written)."""
+        return len(self._journaled or ())
 
     async def pending_entries(self) -> int:
         """How many settles wait in the journal."""
@@ -138,12 +155,16 @@ class JournalingStore(BaseStore):
             try:
                 await self.replay()
             except StoreUnavailable:
+                if not self.admit:
+                    raise
                 return self._admit(reservation_id, targets, now)
         try:
             result = await self.inner.reserve(
                 charges, reservation_id=reservation_id, lease_s=lease_s
             )
         except StoreUnavailable as exc:
+            if not self.admit:
+                raise
             logger.warning("budget store unavailable, admitting locally (fail open): %s", exc)
             return self._admit(reservation_id, targets, now)
         if result.ok:
@@ -185,6 +206,14 @@ class JournalingStore(BaseStore):
     async def close(self) -> None:
         """Close the inner store (the journal keeps what is not replayed)."""
         await self.inner.close()
+
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
+        pending = self._pending.get(reservation_id)
+        if pending is None or not isinstance(self.inner, LeaseRenewer):
+            return False  # settled, unknown, or the inner store cannot renew
+        if pending.local:
+            return True  # admitted locally during an outage: nothing to renew, still live
+        return await self.inner.renew(reservation_id, lease_s=lease_s)
 
     def _admit(self, reservation_id: str, targets: _Targets, now: float) -> ReserveResult:
         self._pending[reservation_id] = _Pending(targets, local=True, since=now)
@@ -233,8 +262,8 @@ class JournalingStore(BaseStore):
 
     async def _journaled_ids(self) -> set[str]:
         if self._journaled is None:
-            entries = await asyncio.to_thread(self._read)
-            self._journaled = {e["reservation_id"] for e in entries}
+            await asyncio.to_thread(self._read)
+        assert self._journaled is not None
         return self._journaled
 
     def _append(
@@ -256,6 +285,7 @@ class JournalingStore(BaseStore):
     def _read(self) -> list[dict[str, Any]]:
         with self._file_lock:
             entries, _ = self._load()
+            self._journaled = {e["reservation_id"] for e in entries}
             return entries
 
     def _load(self) -> tuple[list[dict[str, Any]], list[str]]:

@@ -15,6 +15,7 @@ from .base import (
     BaseStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReserveResult,
     SpendRecorder,
     check_seconds,
@@ -49,7 +50,7 @@ class _Record:
     expires_at: float
 
 
-class MemoryStore(BaseStore, SpendRecorder):
+class MemoryStore(BaseStore, SpendRecorder, LeaseRenewer):
     """Budget counters in process memory, guarded by a ``threading.Lock``.
 
     The lock is never held across an ``await``: every operation runs to completion
@@ -143,6 +144,27 @@ class MemoryStore(BaseStore, SpendRecorder):
             self._apply(reservation_id, record, actual, now)
             return True
 
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            record = self._record(reservation_id, now)
+            if record is None or record.settled:
+                return False
+            lease_until = now + lease_s
+            renewed = False
+            for key in record.keys:
+                counter = self._counter(key, now)  # drops holds whose lease passed
+                hold = counter.holds.get(reservation_id) if counter is not None else None
+                if counter is None or hold is None:
+                    continue
+                counter.holds[reservation_id] = (hold[0], lease_until)
+                heapq.heappush(counter.leases, (lease_until, reservation_id))
+                renewed = True
+            if renewed:
+                self._remember(reservation_id, record, since=lease_until)
+            return renewed
+
     async def _do_state(self, key: str) -> CounterState:
         with self._lock:
             counter = self._counter(key, self._clock())
@@ -203,7 +225,7 @@ class MemoryStore(BaseStore, SpendRecorder):
                 continue
             if counter is None:
                 if expires_at is not None and expires_at <= now:
-                    continue  # the window is over and its counter gone: nothing to add to
+                    expires_at = now + self.grace_s  # a late settle revives its window
                 counter = self._writable(key, now, expires_at)
             counter.spent += amount
         record.settled = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,8 +16,10 @@ from .base import (
     BaseStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReserveResult,
     SpendRecorder,
+    WindowMismatch,
     check_id,
     check_seconds,
     settle_error,
@@ -50,7 +53,7 @@ class _Script:
         self.sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
 
 
-class RedisStore(BaseStore, SpendRecorder):
+class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
     """Budget counters in Redis (6.2+), one Lua script call per operation.
 
     Every reserve, settle and state is exactly one ``EVALSHA`` round trip (a script
@@ -134,6 +137,7 @@ class RedisStore(BaseStore, SpendRecorder):
         self._reserve = _Script("reserve.lua")
         self._settle = _Script("settle.lua")
         self._state = _Script("state.lua")
+        self._renew = _Script("renew.lua")
 
     def counter_key(self, key: str) -> str:
         """The Redis key of a counter's hash (its holds zset ends ``:h:`` instead)."""
@@ -153,11 +157,18 @@ class RedisStore(BaseStore, SpendRecorder):
             _digest(reservation_id),
             max(1, round(lease_s * 1000)),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
         ]
         for charge in charges:
             keys += [self.counter_key(charge.key), self._holds_key(charge.key)]
             args += [charge.limit, charge.amount, self._ttl_ms(charge)]
+            if charge.window is None:
+                args += [-1, -1]
+            else:
+                args += [math.floor(charge.window[0] * 1000), math.floor(charge.window[1] * 1000)]
         reply = await self._call(self._reserve, keys, args)
+        if reply[0] == -3:
+            raise WindowMismatch(int(reply[1]) / 1000)
         if reply[0] == -1:
             raise ConfigurationError(
                 f"reservation id {reservation_id!r} was already used; use a fresh id"
@@ -172,6 +183,7 @@ class RedisStore(BaseStore, SpendRecorder):
         args: list[str | int] = [
             _digest(reservation_id),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
             mode,
             len(amounts),
             *amounts,
@@ -191,6 +203,7 @@ class RedisStore(BaseStore, SpendRecorder):
         args: list[str | int] = [
             _digest(reservation_id),
             round(self.retention_s * 1000),
+            round(self.grace_s * 1000),
             "record",
             len(actual),
             *actual,
@@ -199,6 +212,15 @@ class RedisStore(BaseStore, SpendRecorder):
         reply = await self._call(self._settle, keys, args)
         if reply[0] == -2:
             raise settle_error(reservation_id, int(reply[1]), len(actual))
+        return bool(reply[0] == 1)
+
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
+        args: list[str | int] = [
+            _digest(reservation_id),
+            max(1, round(lease_s * 1000)),
+            round(self.retention_s * 1000),
+        ]
+        reply = await self._call(self._renew, [self._record_key(reservation_id)], args)
         return bool(reply[0] == 1)
 
     async def _do_state(self, key: str) -> CounterState:

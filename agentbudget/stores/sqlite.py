@@ -18,6 +18,7 @@ from .base import (
     BaseStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReserveResult,
     SpendRecorder,
     check_seconds,
@@ -58,7 +59,7 @@ CREATE INDEX IF NOT EXISTS ab_reservations_expiry ON ab_reservations (expires_at
 _Charges = list[tuple[str, float | None]]
 
 
-class SQLiteStore(BaseStore, SpendRecorder):
+class SQLiteStore(BaseStore, SpendRecorder, LeaseRenewer):
     """Budget counters in a SQLite database, safe across processes on one machine.
 
     Every operation is one ``BEGIN IMMEDIATE`` transaction (WAL mode, ``busy_timeout``)
@@ -191,6 +192,28 @@ class SQLiteStore(BaseStore, SpendRecorder):
 
         return await self._run(record)
 
+    async def _do_renew(self, reservation_id: str, lease_s: float) -> bool:
+        def renew(conn: sqlite3.Connection, now: float) -> bool:
+            found = self._record(conn, reservation_id, now)
+            if found is None or found[1]:
+                return False
+            lease_until = now + lease_s
+            renewed = 0
+            for key, _ in found[0]:
+                renewed += conn.execute(
+                    "UPDATE ab_holds SET lease_until = ? "
+                    "WHERE key = ? AND reservation_id = ? AND lease_until > ?",
+                    (lease_until, key, reservation_id, now),
+                ).rowcount
+            if renewed:
+                conn.execute(
+                    "UPDATE ab_reservations SET expires_at = ? WHERE reservation_id = ?",
+                    (lease_until + self.retention_s, reservation_id),
+                )
+            return renewed > 0
+
+        return await self._run(renew)
+
     async def _do_state(self, key: str) -> CounterState:
         def state(conn: sqlite3.Connection, now: float) -> CounterState:
             spent = self._spent(conn, key, now)
@@ -262,12 +285,13 @@ class SQLiteStore(BaseStore, SpendRecorder):
                 conn.execute(
                     "UPDATE ab_counters SET spent = spent + ? WHERE key = ?", (amount, key)
                 )
-            elif expires_at is None or expires_at > now:
+            else:
+                if expires_at is not None and expires_at <= now:
+                    expires_at = now + self.grace_s  # a late settle revives its window
                 conn.execute(
                     "INSERT INTO ab_counters (key, spent, expires_at) VALUES (?, ?, ?)",
                     (key, amount, expires_at),
                 )
-            # else: the window is over and its counter gone: nothing to add to.
         conn.execute(
             "INSERT OR REPLACE INTO ab_reservations VALUES (?, ?, 1, ?)",
             (reservation_id, json.dumps(charges), now + self.retention_s),

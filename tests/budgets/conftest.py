@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stores"))
 
-from stores_support import STORE_KINDS, Env, FakeClock, delete_prefix, require_redis
+from faults import private_redis_server
+from stores_support import (
+    STORE_KINDS,
+    Env,
+    FakeClock,
+    RedisServer,
+    delete_prefix,
+    require_redis,
+)
 
 from agentbudget.interceptor import tool_schema
 from agentbudget.testing import reply, tool_call
@@ -31,6 +39,13 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
             await store.close()
         if request.param == "redis":
             await delete_prefix(environment.prefix)
+
+
+@pytest.fixture(scope="session")
+def private_redis() -> Iterator[RedisServer]:
+    """One private ``redis-server`` per test session, for tests that pause or slow it."""
+    with private_redis_server() as server:
+        yield server
 
 
 def billed(model: str, *, output_tokens: int, tool: str | None = None) -> Callable[[Any], Any]:

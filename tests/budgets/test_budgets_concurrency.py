@@ -108,7 +108,7 @@ async def test_four_processes_racing_never_overspend(kind: str, tmp_path: Path) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def test_a_killed_process_frees_its_reservation_after_the_lease(
+async def test_a_live_process_keeps_its_hold_and_a_killed_one_frees_it_after_the_lease(
     kind: str, tmp_path: Path
 ) -> None:
     prefix = f"test-kill-{os.getpid()}-{time.time_ns()}"
@@ -121,6 +121,8 @@ async def test_a_killed_process_frees_its_reservation_after_the_lease(
     b = ab.Budgets(store=url, store_options=options, allowances=[allowance])
     try:
         key = counter_key(allowance, "shared", "total", "tokens")
+        assert (await b.store.state(key)).reserved == PER_RUN
+        await asyncio.sleep(1.3)  # past the 1 s lease: the live worker keeps renewing it
         assert (await b.store.state(key)).reserved == PER_RUN
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

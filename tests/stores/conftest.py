@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from faults import private_redis_server
 from stores_support import (
     STORE_KINDS,
     TIMED_STORE_KINDS,
@@ -67,3 +68,10 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_redis() -> Iterator[RedisServer]:
+    """One private ``redis-server`` per test session, for tests that pause or slow it."""
+    with private_redis_server() as server:
+        yield server

@@ -14,6 +14,7 @@ from agentbudget.stores import (
     BudgetStore,
     Charge,
     CounterState,
+    LeaseRenewer,
     ReservationNotFound,
     ReserveResult,
 )
@@ -245,12 +246,58 @@ async def test_a_counter_expires_after_its_window_plus_grace(timed_env: Env) -> 
     assert (await store.reserve([Charge("day", 100, 100, 1)], reservation_id="s", lease_s=60)).ok
 
 
-async def test_a_settle_after_the_window_is_gone_does_not_revive_it(timed_env: Env) -> None:
-    store = timed_env.make(grace_s=0)
+async def test_a_settle_after_the_window_is_gone_lands_in_that_window(timed_env: Env) -> None:
+    store = timed_env.make(grace_s=1)
     await store.reserve([Charge("day", 100, 60, 1)], reservation_id="r", lease_s=60)
-    await timed_env.advance(1.2)
-    await store.settle("r", [60])
+    await timed_env.advance(2.3)  # the window and its grace are over: the counter is gone
     assert await store.state("day") == CounterState(0, 0)
+    await store.settle("r", [60])
+    assert await store.state("day") == CounterState(60, 0)  # revived for the grace period
+    await store.settle("r", [60])
+    assert await store.state("day") == CounterState(60, 0)  # and only once
+    await timed_env.advance(1.2)
+    assert await store.state("day") == CounterState(0, 0)
+
+
+async def test_a_renewed_lease_keeps_its_hold_past_the_first_lease(timed_env: Env) -> None:
+    store = timed_env.make()
+    assert isinstance(store, LeaseRenewer)
+    await store.reserve([Charge("u", 100, 80, HOUR)], reservation_id="long", lease_s=1)
+    for _ in range(3):  # 1.8 s in all: the first lease would have passed at 1 s
+        await timed_env.advance(0.6)
+        assert await store.renew("long", lease_s=1) is True
+        assert await store.state("u") == CounterState(0, 80)
+    assert not (
+        await store.reserve([Charge("u", 100, 30, HOUR)], reservation_id="other", lease_s=60)
+    ).ok
+    await store.settle("long", [75])
+    assert await store.state("u") == CounterState(75, 0)
+    assert await store.renew("long", lease_s=1) is False  # settled: nothing to renew
+
+
+async def test_a_lapsed_hold_is_not_taken_again_by_a_renewal(timed_env: Env) -> None:
+    store = timed_env.make()
+    assert isinstance(store, LeaseRenewer)
+    await store.reserve([Charge("u", 100, 80, HOUR)], reservation_id="dead", lease_s=1)
+    await timed_env.advance(1.2)
+    assert await store.renew("dead", lease_s=60) is False
+    assert await store.state("u") == CounterState(0, 0)
+    assert await store.renew("never-reserved", lease_s=60) is False
+    await store.settle("dead", [10])  # its record is kept: a late settle still counts
+    assert await store.state("u") == CounterState(10, 0)
+
+
+async def test_renewal_keeps_the_record_of_a_reservation_past_its_retention(
+    timed_env: Env,
+) -> None:
+    store = timed_env.make(retention_s=1)
+    assert isinstance(store, LeaseRenewer)
+    await store.reserve([Charge("u", 100, 10, HOUR)], reservation_id="r", lease_s=1)
+    for _ in range(4):  # 2.4 s: without renewals the record would be gone after 2 s
+        await timed_env.advance(0.6)
+        assert await store.renew("r", lease_s=1)
+    await store.settle("r", [10])
+    assert await store.state("u") == CounterState(10, 0)
 
 
 async def test_a_reservation_is_forgotten_after_its_retention(timed_env: Env) -> None:

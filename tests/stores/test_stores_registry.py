@@ -24,8 +24,8 @@ from agentbudget.stores import registry as registry_module
 
 DOCUMENTED = {
     "MAX_UNITS", "BaseStore", "BudgetStore", "Charge", "CounterState", "JournalingStore",
-    "MemoryStore", "RedisStore", "ReservationNotFound", "ReserveResult", "SQLiteStore",
-    "SpendRecorder", "known_schemes", "register_store", "store_from_url",
+    "LeaseRenewer", "MemoryStore", "RedisStore", "ReservationNotFound", "ReserveResult",
+    "SQLiteStore", "SpendRecorder", "known_schemes", "register_store", "store_from_url",
 }  # fmt: skip
 
 

@@ -1,14 +1,17 @@
 -- Settle a reservation: drop its holds and add the actual amounts to spent, once.
 -- KEYS: the reservation record; in 'record' mode also each charge's counter and holds.
--- ARGV: hold id, retention ms, mode ('settle', 'release' or 'record'), m, then m actual
---       amounts; in 'record' mode then m ttl ms (-1: never expires).
+-- ARGV: hold id, retention ms, grace ms, mode ('settle', 'release' or 'record'), m, then
+--       m actual amounts; in 'record' mode then m ttl ms (-1: never expires).
+-- A settle whose window's counter already expired recreates it for the grace period:
+-- the spend lands in the window the reservation was made in.
 -- Returns {1} when applied, {0} when already settled or nothing to do, {-1} when the
 -- id is unknown and the amounts are not all zero, {-2, n} when m is not the record's n.
 local record = KEYS[1]
 local hold_id = ARGV[1]
 local retention_ms = tonumber(ARGV[2])
-local mode = ARGV[3]
-local m = tonumber(ARGV[4])
+local grace_ms = tonumber(ARGV[3])
+local mode = ARGV[4]
+local m = tonumber(ARGV[5])
 local now = now_ms()
 
 local state = redis.call('HGET', record, 'state')
@@ -25,18 +28,18 @@ if state then
   for i = 1, n do
     local entry = redis.call('HMGET', record, 'c' .. i, 'h' .. i, 'x' .. i)
     counters[i], holds[i], expiries[i] = entry[1], entry[2], tonumber(entry[3])
-    actual[i] = (mode == 'release') and '0' or ARGV[4 + i]
+    actual[i] = (mode == 'release') and '0' or ARGV[5 + i]
   end
 elseif mode == 'record' then
   for i = 1, m do
     counters[i], holds[i] = KEYS[2 * i], KEYS[2 * i + 1]
-    actual[i] = ARGV[4 + i]
-    local ttl = tonumber(ARGV[4 + m + i])
+    actual[i] = ARGV[5 + i]
+    local ttl = tonumber(ARGV[5 + m + i])
     expiries[i] = (ttl >= 0) and (now + ttl) or -1
   end
 else
   for i = 1, m do
-    if tonumber(ARGV[4 + i]) ~= 0 then
+    if tonumber(ARGV[5 + i]) ~= 0 then
       return {-1}
     end
   end
@@ -55,13 +58,10 @@ for i = 1, #counters do
     redis.call('ZREM', holds[i], hold_id)
   end
   if tonumber(actual[i]) > 0 then
-    if redis.call('EXISTS', counter) == 1 then
-      redis.call('HINCRBY', counter, 'spent', actual[i])
-    elseif expiries[i] < 0 or expiries[i] > now then
-      redis.call('HINCRBY', counter, 'spent', actual[i])
-      if expiries[i] >= 0 then
-        redis.call('PEXPIREAT', counter, int(expiries[i]))
-      end
+    local existed = redis.call('EXISTS', counter) == 1
+    redis.call('HINCRBY', counter, 'spent', actual[i])
+    if not existed and expiries[i] >= 0 then
+      redis.call('PEXPIREAT', counter, int(math.max(expiries[i], now + grace_ms)))
     end
   end
 end
