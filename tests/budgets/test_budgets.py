@@ -181,6 +181,7 @@ async def test_downgrade_by_name_keeps_the_client_of_the_agents_own_model(
         store="memory://",
         allowances=[ab.Allowance(per="user", window="day", usd="0.0005")],
         on_exhausted=[ab.Downgrade("gpt-4o-mini")],
+        min_output_tokens=100,  # downgrade rather than cut the answer
     )
     result = await ab.Guard(budgets=b).run(pricey, QUESTION, user="u-1")
     assert seen == ["llm.internal.example gpt-4o-mini"]
