@@ -590,6 +590,20 @@ class Budgets:
         ):
             await self.store.reset(counter_key(allowance, subject, window, unit))
 
+    async def check(self) -> None:
+        """Verify the store up front, at application start: reachable and configured.
+
+        A wrong password, a service that is not Redis, a bad database index or a bad URL
+        raises ``ConfigurationError`` (as the first call would, in both fail modes); a
+        store that is down raises ``StoreUnavailable`` here whatever ``fail=`` says, so
+        the application can decide whether to start.
+        """
+        check = getattr(self.store, "check", None)
+        if check is not None:
+            await check()
+        else:  # a store that only implements the protocol: one read
+            await self.store.state("agentbudget:check")
+
     async def drain(self) -> None:
         """Wait for background work (soft-threshold checks, releases) to finish."""
         while self._background:

@@ -43,6 +43,7 @@ __all__ = [
     "ReservationNotFound",
     "ReserveResult",
     "SpendRecorder",
+    "StoreConfigurationError",
 ]
 
 MAX_UNITS = 2**53 - 1
@@ -50,6 +51,15 @@ MAX_UNITS = 2**53 - 1
 
 DEFAULT_GRACE_S = 300.0
 DEFAULT_RETENTION_S = 86_400.0
+
+
+class StoreConfigurationError(ConfigurationError):
+    """The store itself is misconfigured (credentials, address, database): no operation
+    on it can succeed until the configuration is fixed. Not an outage."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class ReservationNotFound(ConfigurationError):
@@ -270,6 +280,15 @@ class BaseStore(abc.ABC):
     async def reset(self, key: str) -> None:
         """Forget a counter: its spend and its holds. Later settles still add to it."""
         await self._do_reset(check_id("key", key))
+
+    async def check(self) -> None:
+        """Verify the store is reachable and correctly configured (one read).
+
+        Raises:
+            ConfigurationError: the store is misconfigured.
+            StoreUnavailable: the store cannot be reached now.
+        """
+        await self._do_state("agentbudget:check")
 
     async def close(self) -> None:  # noqa: B027 - stores without resources need nothing
         """Release connections and files."""

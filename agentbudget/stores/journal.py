@@ -23,6 +23,7 @@ from .base import (
     CounterState,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
     settle_error,
 )
 
@@ -112,6 +113,8 @@ class JournalingStore(BaseStore):
                         await self._apply(
                             entry["reservation_id"], entry["charges"], tuple(entry["actual"])
                         )
+                    except StoreConfigurationError:
+                        raise  # the store is misconfigured, not the entry: keep it
                     except ConfigurationError as exc:
                         logger.error("budget journal entry rejected by the store: %s", exc)
                         rejected.append({**entry, "error": str(exc)})

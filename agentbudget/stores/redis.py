@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
@@ -17,15 +19,31 @@ from .base import (
     CounterState,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
     check_id,
     check_seconds,
     settle_error,
 )
+from .ioloop import run_on_io_loop
 
 __all__ = ["RedisStore"]
 
-# Response errors that mean "the server cannot serve now", not "the script is wrong".
-_UNAVAILABLE_REPLIES = ("OOM", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY")
+_T = TypeVar("_T")
+
+# Response errors that mean "the server cannot serve now", not "the store is misconfigured".
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "LOADING",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "BUSY",
+    "READONLY",
+    "FAILOVER",
+    "NOREPLICAS",
+)
+# Replies raised by a bug in our own scripts: re-raised as they are.
+_SCRIPT_ERRORS = ("user_script", "ERR Error running script")
 
 
 def _digest(text: str) -> str:
@@ -39,6 +57,27 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigurationError unless ``url`` is ``redis[s]://[[user]:password@]host[:port][/db]``."""
+    shown = redact(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigurationError(
+            f"a Redis store URL is 'redis://[[user]:password@]host[:port][/db]', got {shown!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigurationError(f"the port of the Redis URL {shown!r} is not a number") from None
+    db = parts.path[1:] if parts.path.startswith("/") else parts.path
+    query_db = parse_qs(parts.query).get("db")
+    for value in ([db] if db else []) + (query_db or []):
+        if not (value.isascii() and value.isdigit()):
+            raise ConfigurationError(
+                f"the database of the Redis URL {shown!r} must be a number (like /0), got {value!r}"
+            )
 
 
 class _Script:
@@ -85,10 +124,11 @@ class RedisStore(BaseStore, SpendRecorder):
         max_connections: int = 64,
         client: Any = None,
     ) -> None:
-        scheme = url.partition("://")[0]
-        if scheme not in ("redis", "rediss") or "://" not in url:
+        if not isinstance(url, str) or "://" not in url:
             raise ConfigurationError(f"a Redis store URL is 'redis://host:port/db', got {url!r}")
+        check_url(url)
         super().__init__(redact(url))
+        self._password = urlsplit(url).password
         self.grace_s = check_seconds("grace_s", grace_s, allow_zero=True)
         self.retention_s = check_seconds("retention_s", retention_s)
         check_id("prefix", prefix)
@@ -113,21 +153,37 @@ class RedisStore(BaseStore, SpendRecorder):
         self._unavailable: tuple[type[BaseException], ...] = (
             exceptions.ConnectionError,
             exceptions.TimeoutError,
+            exceptions.ReadOnlyError,
+            exceptions.OutOfMemoryError,
+            exceptions.TryAgainError,
+            exceptions.ClusterDownError,
             asyncio.TimeoutError,
             OSError,
+        )
+        self._misconfigured: tuple[type[BaseException], ...] = (
+            exceptions.AuthenticationError,
+            exceptions.AuthorizationError,
+            exceptions.AuthenticationWrongNumberOfArgsError,
+            exceptions.NoPermissionError,
+            exceptions.InvalidResponse,
+            exceptions.DataError,
+            ssl.SSLCertVerificationError,
         )
         self._pool: Any = None
         if client is None:
             # No automatic retries: a reserve whose reply was lost must not run twice.
-            self._pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=check_seconds("connect_timeout_s", connect_timeout_s)
-                + check_seconds("socket_timeout_s", socket_timeout_s),
-                socket_connect_timeout=connect_timeout_s,
-                socket_timeout=socket_timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
+            try:
+                self._pool = aioredis.BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=max_connections,
+                    timeout=check_seconds("connect_timeout_s", connect_timeout_s)
+                    + check_seconds("socket_timeout_s", socket_timeout_s),
+                    socket_connect_timeout=connect_timeout_s,
+                    socket_timeout=socket_timeout_s,
+                    retry=Retry(NoBackoff(), 0),
+                )
+            except (ValueError, TypeError) as exc:
+                raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
             client = aioredis.Redis(connection_pool=self._pool)
         self._client: Any = client
         self._reserve = _Script("reserve.lua")
@@ -205,19 +261,35 @@ class RedisStore(BaseStore, SpendRecorder):
         return CounterState(spent=int(reply[0]), reserved=int(reply[1]))
 
     async def _do_reset(self, key: str) -> None:
-        try:
-            await self._client.delete(self.counter_key(key), self._holds_key(key))
-        except Exception as exc:
-            error = self._translate(exc)
-            if error is None:
-                raise
-            raise error from exc
+        keys = (self.counter_key(key), self._holds_key(key))
+        await self._io(lambda: self._client.delete(*keys))
+
+    async def check(self) -> None:
+        """Connect, authenticate, select the database and load the scripts.
+
+        Raises:
+            ConfigurationError: wrong password, not a Redis server, bad database index,
+                or a server without scripting.
+            StoreUnavailable: the server cannot be reached now.
+        """
+
+        async def check() -> None:
+            await self._client.ping()
+            for script in (self._reserve, self._settle, self._state):
+                await self._client.script_load(script.text)
+
+        await self._io(check)
 
     async def close(self) -> None:
         """Close the connection pool (an injected client is left open)."""
         if self._pool is not None:
-            await self._client.aclose()
-            await self._pool.disconnect()
+            client, pool = self._client, self._pool
+
+            async def close() -> None:
+                await client.aclose()
+                await pool.disconnect()
+
+            await run_on_io_loop(close)
 
     def _ttl_ms(self, charge: Charge) -> int:
         if charge.ttl_s is None:
@@ -225,28 +297,83 @@ class RedisStore(BaseStore, SpendRecorder):
         return round((charge.ttl_s + self.grace_s) * 1000)
 
     async def _call(self, script: _Script, keys: list[str], args: list[str | int]) -> list[Any]:
-        try:
+        async def call() -> Any:
             try:
-                reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
             except self._exceptions.NoScriptError:
                 await self._client.script_load(script.text)
-                reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+
+        return list(await self._io(call))
+
+    async def _io(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a client operation (on the I/O loop unless the client was injected),
+        translating backend errors."""
+        try:
+            if self._pool is None:
+                return await operation()  # an injected client: the caller's loop
+            return await run_on_io_loop(operation)
         except Exception as exc:
             error = self._translate(exc)
             if error is None:
                 raise
             raise error from exc
-        return list(reply)
 
-    def _translate(self, exc: Exception) -> StoreUnavailable | None:
-        """The ``StoreUnavailable`` to raise for a backend error, or None to re-raise it."""
-        unavailable = isinstance(exc, self._unavailable) or isinstance(
-            exc, self._exceptions.ReadOnlyError
+    def _translate(self, exc: BaseException) -> StoreUnavailable | ConfigurationError | None:
+        """The error to raise for a backend error, or None to re-raise it.
+
+        Misconfiguration (authentication, a server that does not speak Redis, a bad
+        database index, unknown commands) is a ``ConfigurationError`` in every fail
+        mode; only transient failures are ``StoreUnavailable``.
+        """
+        message = self._scrub(str(exc) or type(exc).__name__)
+        misconfigured = any(isinstance(e, self._misconfigured) for e in _chain(exc)) or (
+            isinstance(exc, self._exceptions.ConnectionError) and "Invalid Database" in message
         )
-        if isinstance(exc, self._exceptions.ResponseError):
-            unavailable = unavailable or str(exc).startswith(_UNAVAILABLE_REPLIES)
-        if not unavailable:
-            return None
-        return StoreUnavailable(
-            f"the Redis budget store at {self.url} is unavailable: {exc}", url=self.url
+        if not misconfigured:
+            if isinstance(exc, self._unavailable):
+                return StoreUnavailable(self._unavailable_message(message), url=self.url)
+            if not isinstance(exc, self._exceptions.ResponseError):
+                return None
+            if message.startswith(_UNAVAILABLE_REPLIES):
+                return StoreUnavailable(self._unavailable_message(message), url=self.url)
+            if any(marker in message for marker in _SCRIPT_ERRORS):
+                return None  # a bug in a script, not in the configuration
+        return StoreConfigurationError(
+            f"the Redis budget store at {self.url} is misconfigured ({_reason(exc)}): "
+            f"{message}. Fix the URL or the server; this is not an outage, so it is "
+            "raised whatever fail= says",
+            url=self.url,
         )
+
+    def _unavailable_message(self, message: str) -> str:
+        return f"the Redis budget store at {self.url} is unavailable: {message}"
+
+    def _scrub(self, message: str) -> str:
+        if self._password:
+            message = message.replace(self._password, "***")
+        return message
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes and contexts."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if "Authentication" in name or "NoPermission" in name:
+        return "authentication failed: check the user and password"
+    if name == "InvalidResponse":
+        return "the server does not speak the Redis protocol: is this the Redis port?"
+    text = str(exc)
+    if "DB index" in text or "Invalid Database" in text:
+        return "the database index does not exist on this server"
+    if "SSL" in name or "Certificate" in name:
+        return "the TLS certificate was not accepted"
+    return "the server refused the command"

@@ -1,0 +1,92 @@
+"""One Budgets on Redis, used from many threads and from one event loop after another."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from typing import Any
+
+from conftest import Env
+from test_budgets import QUESTION, agent, est
+
+import agentbudget as ab
+
+
+def _close_thread_loop() -> None:
+    """``Runner.run_sync`` leaves the thread's default loop open by design: close it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    loop.close()
+    policy.set_event_loop(None)
+
+
+def test_run_sync_from_4_threads_x_5_runs_has_exact_totals(env: Env) -> None:
+    per_run = est() + 100  # the model uses its whole bound: worst case == actual
+    fits = 12
+    b = ab.Budgets(
+        store=env.make(),
+        allowances=[ab.Allowance(per="global", window="day", tokens=per_run * fits)],
+        on_exhausted=[ab.Refuse("full")],
+    )
+    guard = ab.Guard(budgets=b)
+    outcomes: list[str] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                try:
+                    guard.run_sync(agent(), QUESTION, user="u")
+                    outcome = "ok"
+                except ab.BudgetExhausted:
+                    outcome = "refused"
+                with lock:
+                    outcomes.append(outcome)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            _close_thread_loop()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert failures == []
+    assert (outcomes.count("ok"), outcomes.count("refused")) == (fits, 20 - fits)
+
+    async def spent() -> Any:
+        (row,) = await b.spend()
+        await b.close()
+        return row
+
+    row = asyncio.run(spent())
+    assert (row.spent, row.reserved) == (per_run * fits, 0)
+
+
+def test_sequential_asyncio_run_calls_share_one_budgets(env: Env) -> None:
+    b = ab.Budgets(
+        store=env.make(), allowances=[ab.Allowance(per="user", window="day", tokens=10**6)]
+    )
+    guard = ab.Guard(budgets=b)
+
+    async def one_run() -> int:
+        result = await guard.run(agent(output_tokens=30), QUESTION, user="u")
+        return ab.report_of(result).total_tokens
+
+    used = [asyncio.run(one_run()) for _ in range(3)]
+
+    async def spent_and_close() -> int:
+        (row,) = await b.spend(user="u")
+        await b.close()
+        return row.spent
+
+    assert asyncio.run(spent_and_close()) == sum(used) == 3 * (est() + 30)
