@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -24,7 +25,6 @@ from .base import (
     check_seconds,
     settle_error,
 )
-from .ioloop import run_on_io_loop
 
 __all__ = ["RedisStore"]
 
@@ -169,23 +169,25 @@ class RedisStore(BaseStore, SpendRecorder):
             exceptions.DataError,
             ssl.SSLCertVerificationError,
         )
-        self._pool: Any = None
+        # No automatic retries: a reserve whose reply was lost must not run twice.
+        self._pool_options: dict[str, Any] = {
+            "max_connections": max_connections,
+            "timeout": check_seconds("connect_timeout_s", connect_timeout_s)
+            + check_seconds("socket_timeout_s", socket_timeout_s),
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": socket_timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._aioredis = aioredis
+        self._raw_url = url
+        self._injected: Any = client
+        # redis.asyncio connections belong to the loop that opened them: one client per
+        # event loop, closed when that loop shuts down (asyncio.run, Runner.run_sync).
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
+        self._clients_lock = threading.Lock()
         if client is None:
-            # No automatic retries: a reserve whose reply was lost must not run twice.
-            try:
-                self._pool = aioredis.BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=check_seconds("connect_timeout_s", connect_timeout_s)
-                    + check_seconds("socket_timeout_s", socket_timeout_s),
-                    socket_connect_timeout=connect_timeout_s,
-                    socket_timeout=socket_timeout_s,
-                    retry=Retry(NoBackoff(), 0),
-                )
-            except (ValueError, TypeError) as exc:
-                raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
-            client = aioredis.Redis(connection_pool=self._pool)
-        self._client: Any = client
+            self._new_client()  # a URL redis-py cannot use fails now, not at the first call
         self._reserve = _Script("reserve.lua")
         self._settle = _Script("settle.lua")
         self._state = _Script("state.lua")
@@ -262,7 +264,7 @@ class RedisStore(BaseStore, SpendRecorder):
 
     async def _do_reset(self, key: str) -> None:
         keys = (self.counter_key(key), self._holds_key(key))
-        await self._io(lambda: self._client.delete(*keys))
+        await self._io(lambda client: client.delete(*keys))
 
     async def check(self) -> None:
         """Connect, authenticate, select the database and load the scripts.
@@ -273,23 +275,29 @@ class RedisStore(BaseStore, SpendRecorder):
             StoreUnavailable: the server cannot be reached now.
         """
 
-        async def check() -> None:
-            await self._client.ping()
+        async def check(client: Any) -> None:
+            await client.ping()
             for script in (self._reserve, self._settle, self._state):
-                await self._client.script_load(script.text)
+                await client.script_load(script.text)
 
         await self._io(check)
 
     async def close(self) -> None:
-        """Close the connection pool (an injected client is left open)."""
-        if self._pool is not None:
-            client, pool = self._client, self._pool
+        """Close the connection pools (an injected client is left open).
 
-            async def close() -> None:
-                await client.aclose()
-                await pool.disconnect()
-
-            await run_on_io_loop(close)
+        The pool of the calling loop is closed now; those of loops running in other
+        threads are closed on their loops; a loop that is not running closes its pool
+        when it shuts down. The store stays usable: a later call connects again.
+        """
+        with self._clients_lock:
+            clients = list(self._clients.items())
+            self._clients.clear()
+        current = asyncio.get_running_loop()
+        for loop, client in clients:
+            if loop is current:
+                await _close_client(client)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(_close_client(client), loop)
 
     def _ttl_ms(self, charge: Charge) -> int:
         if charge.ttl_s is None:
@@ -297,27 +305,70 @@ class RedisStore(BaseStore, SpendRecorder):
         return round((charge.ttl_s + self.grace_s) * 1000)
 
     async def _call(self, script: _Script, keys: list[str], args: list[str | int]) -> list[Any]:
-        async def call() -> Any:
+        async def call(client: Any) -> Any:
             try:
-                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
             except self._exceptions.NoScriptError:
-                await self._client.script_load(script.text)
-                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                await client.script_load(script.text)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
 
         return list(await self._io(call))
 
-    async def _io(self, operation: Callable[[], Awaitable[_T]]) -> _T:
-        """Run a client operation (on the I/O loop unless the client was injected),
-        translating backend errors."""
+    async def _io(self, operation: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run a client operation on this loop's client, translating backend errors."""
         try:
-            if self._pool is None:
-                return await operation()  # an injected client: the caller's loop
-            return await run_on_io_loop(operation)
+            client = self._injected
+            if client is None:
+                client = self._clients.get(asyncio.get_running_loop())
+                if client is None:
+                    client = await self._open_for_this_loop()
+            return await operation(client)
         except Exception as exc:
             error = self._translate(exc)
             if error is None:
                 raise
             raise error from exc
+
+    def _new_client(self) -> Any:
+        try:
+            pool = self._aioredis.BlockingConnectionPool.from_url(
+                self._raw_url, **self._pool_options
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
+        return self._aioredis.Redis(connection_pool=pool)
+
+    async def _open_for_this_loop(self) -> Any:
+        """A client for the running loop.
+
+        It is closed when the loop shuts down its async generators (``asyncio.run``
+        does at its end, ``Runner.run_sync`` after each run). A loop that already did so
+        (a thread's ``run_sync`` loop, kept open by the SDK) keeps its client for later
+        runs; once the loop is closed, its sockets are closed here.
+        """
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            for old in [other for other in self._clients if other.is_closed()]:
+                _discard(self._clients.pop(old))
+                self._closers.pop(old, None)
+            client = self._new_client()
+            self._clients[loop] = client
+        if not getattr(loop, "_asyncgens_shutdown_called", False):
+            closer = self._closer(loop, client)
+            await closer.__anext__()  # now suspended in its try; aclose() runs the finally
+            self._closers[loop] = closer
+        return client
+
+    async def _closer(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with self._clients_lock:
+                if self._clients.get(loop) is client:
+                    del self._clients[loop]
+                if self._closers.get(loop) is not None:
+                    self._closers.pop(loop, None)
+            await _close_client(client)
 
     def _translate(self, exc: BaseException) -> StoreUnavailable | ConfigurationError | None:
         """The error to raise for a backend error, or None to re-raise it.
@@ -353,6 +404,32 @@ class RedisStore(BaseStore, SpendRecorder):
         if self._password:
             message = message.replace(self._password, "***")
         return message
+
+
+async def _close_client(client: Any) -> None:
+    await client.aclose()
+    await client.connection_pool.disconnect()
+
+
+def _discard(client: Any) -> None:
+    """Close the sockets of a client whose event loop is closed (nothing can be awaited
+    there), so they are neither leaked nor reported as unclosed when collected."""
+    pool = client.connection_pool
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        connection._writer = connection._reader = None
+        transport = writer.transport
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None
+        transport._closing = True  # what close() would mark, had the loop been open
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -320,7 +320,7 @@ class SQLiteStore(BaseStore, SpendRecorder):
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         except BaseException:
@@ -328,6 +328,26 @@ class SQLiteStore(BaseStore, SpendRecorder):
             raise
         self._conn = conn
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting up to ``busy_timeout_s`` for other connections.
+
+        Leaving a rollback journal needs the file to itself, and SQLite answers
+        "database is locked" at once (without its busy handler) while another
+        connection writes to a file that is not in WAL mode yet: retry until the timeout.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _close(self) -> None:
         with self._lock:

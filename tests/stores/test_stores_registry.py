@@ -25,7 +25,8 @@ from agentbudget.stores import registry as registry_module
 DOCUMENTED = {
     "MAX_UNITS", "BaseStore", "BudgetStore", "Charge", "CounterState", "JournalingStore",
     "MemoryStore", "RedisStore", "ReservationNotFound", "ReserveResult", "SQLiteStore",
-    "SpendRecorder", "known_schemes", "register_store", "store_from_url",
+    "SpendRecorder", "StoreConfigurationError", "known_schemes", "register_store",
+    "store_from_url",
 }  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 -- KEYS: the reservation record, then for each charge its counter hash and holds zset.
 -- ARGV: hold id, lease ms, retention ms, then for each charge: limit, amount, ttl ms
 --       (-1: the counter never expires).
--- Returns {1} when held, {0, index, available} when refused, {-1} when the id was used.
+-- Returns {1} when held, {0, index, available (a decimal string)} when refused, {-1}
+-- when the id was used. Amounts are compared exactly (common.lua big_*), not as doubles.
 local record = KEYS[1]
 local hold_id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
@@ -18,10 +19,10 @@ for i = 1, n do
   local counter, holds = KEYS[2 * i], KEYS[2 * i + 1]
   expire_holds(counter, holds, now)
   local state = redis.call('HMGET', counter, 'spent', 'reserved')
-  local used = (tonumber(state[1]) or 0) + (tonumber(state[2]) or 0)
-  local limit = tonumber(ARGV[3 * i + 1])
-  if used + tonumber(ARGV[3 * i + 2]) > limit then
-    return {0, i - 1, limit - used}
+  local used = big_add(big(state[1] or '0'), big(state[2] or '0'))
+  local limit = big(ARGV[3 * i + 1])
+  if big_cmp(big_add(used, big(ARGV[3 * i + 2])), limit) > 0 then
+    return {0, i - 1, big_diff(limit, used)}
   end
 end
 
