@@ -129,7 +129,7 @@ class Allowance:
             assert isinstance(self.usd, Decimal)
             if usd_to_nanos(self.usd, round_up=False) > MAX_UNITS:
                 raise ConfigurationError(
-                    f"Allowance.usd must be at most ${nanos_to_usd(MAX_UNITS)} (10**18 "
+                    f"Allowance.usd must be at most ${MAX_UNITS // 10**9} (10**18 "
                     f"nano-dollars, what every store counts exactly), got ${self.usd}"
                 )
         if self.soft is not None and (
