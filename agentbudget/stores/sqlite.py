@@ -20,6 +20,7 @@ from .base import (
     CounterState,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
     check_seconds,
     settle_error,
 )
@@ -28,6 +29,12 @@ __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
 _PURGE_EVERY_S = 60.0
+# SQLite errors that no retry fixes: the path or the file is wrong.
+_MISCONFIGURED = (
+    "file is not a database",
+    "unable to open database file",
+    "attempt to write a readonly database",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ab_counters (
@@ -94,6 +101,10 @@ class SQLiteStore(BaseStore, SpendRecorder):
         self.path = url[len("sqlite:///") :]
         self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s, allow_zero=True)
         if self.path != ":memory:":
+            if os.path.isdir(self.path):
+                raise ConfigurationError(
+                    f"the SQLite store {self.path!r} is a directory; give a file path"
+                )
             parent = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(parent):
                 raise ConfigurationError(
@@ -304,6 +315,12 @@ class SQLiteStore(BaseStore, SpendRecorder):
                 conn.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
+                if any(reply in str(exc) for reply in _MISCONFIGURED):
+                    raise StoreConfigurationError(
+                        f"the SQLite budget store {self.path!r} is misconfigured: {exc}; "
+                        "this is not an outage, so it is raised whatever fail= says",
+                        url=self.url,
+                    ) from exc
                 raise StoreUnavailable(
                     f"the SQLite budget store {self.path!r} failed: {exc}", url=self.url
                 ) from exc
