@@ -285,17 +285,23 @@ class RedisStore(BaseStore, SpendRecorder):
     async def close(self) -> None:
         """Close the connection pools (an injected client is left open).
 
-        The pool of the calling loop is closed now; those of loops running in other
-        threads are closed on their loops; a loop that is not running closes its pool
-        when it shuts down. The store stays usable: a later call connects again.
+        The pool of the calling loop is closed now, those of loops running in other
+        threads on their loops, those of closed loops at once. The pool of an idle loop
+        of another thread (a ``run_sync`` loop between runs) cannot be touched from here:
+        it is closed when that loop shuts down, or when the store finds it closed. The
+        store stays usable: a later call connects again.
         """
+        current = asyncio.get_running_loop()
         with self._clients_lock:
             clients = list(self._clients.items())
-            self._clients.clear()
-        current = asyncio.get_running_loop()
+            for loop, _ in clients:
+                if loop is current or loop.is_closed() or loop.is_running():
+                    del self._clients[loop]
         for loop, client in clients:
             if loop is current:
                 await _close_client(client)
+            elif loop.is_closed():
+                _discard(client)
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(_close_client(client), loop)
 
@@ -413,8 +419,17 @@ async def _close_client(client: Any) -> None:
 
 def _discard(client: Any) -> None:
     """Close the sockets of a client whose event loop is closed (nothing can be awaited
-    there), so they are neither leaked nor reported as unclosed when collected."""
-    pool = client.connection_pool
+    there), so they are neither leaked nor reported as unclosed when collected.
+
+    Uses private attributes of redis-py and asyncio transports, defensively: at worst
+    the sockets are left to the garbage collector."""
+    try:
+        _close_sockets(client.connection_pool)
+    except Exception:  # pragma: no cover - a redis-py or asyncio internals change
+        pass
+
+
+def _close_sockets(pool: Any) -> None:
     connections = [
         *getattr(pool, "_available_connections", ()),
         *getattr(pool, "_in_use_connections", ()),
