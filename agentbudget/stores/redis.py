@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,8 @@ from .base import (
 )
 
 __all__ = ["RedisStore"]
+
+logger = logging.getLogger("agentbudget.stores")
 
 _T = TypeVar("_T")
 
@@ -413,8 +416,13 @@ class RedisStore(BaseStore, SpendRecorder):
 
 
 async def _close_client(client: Any) -> None:
-    await client.aclose()
-    await client.connection_pool.disconnect()
+    """Close a client and its pool; a connection that cannot be closed cleanly (a
+    timeout on a busy server) is dropped, not raised: nothing is lost by closing."""
+    try:
+        await client.aclose()
+        await client.connection_pool.disconnect()
+    except Exception as exc:
+        logger.debug("closing a Redis budget store connection failed: %r", exc)
 
 
 def _discard(client: Any) -> None:
