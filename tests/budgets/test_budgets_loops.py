@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Env
+from stores_support import RedisServer, free_port, require_redis_server_binary
 from test_budgets import QUESTION, agent, est
 
 import agentbudget as ab
@@ -101,3 +103,52 @@ def test_sequential_asyncio_run_calls_share_one_budgets(env: Env) -> None:
         return row.spent
 
     assert asyncio.run(spent_and_close()) == sum(used) == 3 * (est() + 30)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(
+    "ignore:asynchronous generator .* was scheduled after loop.shutdown_asyncgens:ResourceWarning"
+)
+def test_fail_open_from_threads_journals_every_run_and_replays_exactly(tmp_path: Path) -> None:
+    server = RedisServer(require_redis_server_binary(), free_port())  # not started: down
+    journal = tmp_path / "journal.jsonl"
+    b = ab.Budgets(
+        store=server.url,
+        fail="open",
+        journal=journal,
+        allowances=[ab.Allowance(per="user", window="day", tokens=10**6, soft=None)],
+        store_options={"connect_timeout_s": 0.5},
+    )
+    guard = ab.Guard(budgets=b)
+    used: list[int] = []
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(3):
+                result = guard.run_sync(agent(output_tokens=25), QUESTION, user="u")
+                used.append(ab.report_of(result).total_tokens)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            _close_thread_loop()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and len(used) == 12
+    server.start()
+    try:
+
+        async def replay_and_read() -> int:
+            assert await b.store.replay() == 12  # type: ignore[attr-defined]
+            (row,) = await b.spend(user="u")
+            await b.close()
+            return int(row.spent)
+
+        assert asyncio.run(replay_and_read()) == sum(used) == 12 * (est() + 25)
+        assert journal.read_bytes() == b""
+    finally:
+        server.stop()
