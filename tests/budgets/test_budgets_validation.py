@@ -130,3 +130,12 @@ def ab_charge() -> object:
     from agentbudget.stores import Charge
 
     return Charge("k", 10, 1)
+
+
+def test_a_journal_path_that_cannot_be_written_is_refused_when_budgets_are_built(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ab.ConfigurationError, match="is a directory"):
+        ab.Budgets(allowances=[DAY], fail="open", journal=tmp_path)
+    with pytest.raises(ab.ConfigurationError, match="cannot be written"):
+        ab.Budgets(allowances=[DAY], fail="open", journal="/proc/agentbudget.jsonl")
