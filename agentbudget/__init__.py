@@ -22,7 +22,7 @@ from .guard import Guard, configure
 from .limits import Limits
 from .pricing import ModelPrice, PriceTable, PriceTier, TokenUsage
 from .report import LLMCallCost, Route, RunReport, report_of
-from .runtime import instrument, uninstrument
+from .runtime import instrument, propagate, uninstrument
 from .scope import BudgetScope, budget
 from .sinks import CostSink, JsonlSink, LogSink
 
@@ -63,6 +63,7 @@ __all__ = [
     "budget",
     "configure",
     "instrument",
+    "propagate",
     "report_of",
     "uninstrument",
 ]

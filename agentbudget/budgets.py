@@ -50,6 +50,7 @@ from .meter import MIN_OUTPUT_TOKENS
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
 from .pricing import TokenUsage
 from .stores import (
+    MAX_UNITS,
     BudgetStore,
     Charge,
     JournalingStore,
@@ -57,7 +58,7 @@ from .stores import (
     ReserveResult,
     store_from_url,
 )
-from .stores.base import WindowMismatch
+from .stores.base import MAX_SECONDS, WindowMismatch, check_id, check_seconds
 
 if TYPE_CHECKING:
     from .interceptor import CallPlan, CallRequest, MeteredModel
@@ -112,11 +113,11 @@ class Allowance:
             )
         window = self.window
         if isinstance(window, bool) or not (
-            window in _WINDOWS or (isinstance(window, int) and window > 0)
+            window in _WINDOWS or (isinstance(window, int) and 0 < window <= MAX_SECONDS)
         ):
             raise ConfigurationError(
-                "Allowance.window must be 'hour', 'day', 'month', 'total' or a positive number "
-                f"of seconds, got {window!r}"
+                "Allowance.window must be 'hour', 'day', 'month', 'total' or a number of "
+                f"seconds from 1 to {MAX_SECONDS} (ten years), got {window!r}"
             )
         if self.tokens is None and self.usd is None:
             raise ConfigurationError("an Allowance needs tokens=..., usd=... or both")
@@ -126,11 +127,21 @@ class Allowance:
             raise ConfigurationError(
                 f"Allowance.tokens must be a whole number >= 0, got {self.tokens!r}"
             )
+        if self.tokens is not None and self.tokens > MAX_UNITS:
+            raise ConfigurationError(
+                f"Allowance.tokens must be at most {MAX_UNITS} (10**18), got {self.tokens}"
+            )
         if self.usd is not None:
             try:
                 object.__setattr__(self, "usd", parse_usd(self.usd, field="Allowance.usd"))
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from None
+            assert isinstance(self.usd, Decimal)
+            if usd_to_nanos(self.usd, round_up=False) > MAX_UNITS:
+                raise ConfigurationError(
+                    f"Allowance.usd must be at most ${MAX_UNITS // 10**9} (10**18 "
+                    f"nano-dollars, what every store counts exactly), got ${self.usd}"
+                )
         if self.soft is not None and (
             isinstance(self.soft, bool)
             or not isinstance(self.soft, int | float)
@@ -417,16 +428,27 @@ class Budgets:
                 )
         if fail not in ("closed", "open"):
             raise ConfigurationError(f"fail must be 'closed' or 'open', got {fail!r}")
+        seen: dict[tuple[str, object, str], Allowance] = {}
+        for allowance in self.allowances:
+            for unit, _ in allowance.limits():
+                same = seen.setdefault((allowance.per, allowance.window, unit), allowance)
+                if same is not allowance:
+                    raise ConfigurationError(
+                        f"two allowances count {unit} per {allowance.label}: {same} and "
+                        f"{allowance}; they would share one counter, so keep one"
+                    )
+        if not isinstance(tz, str):
+            raise ConfigurationError(f"tz must be a time zone name like 'UTC', got {tz!r}")
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(f"unknown time zone {tz!r}") from None
-        if (
-            isinstance(lease_s, bool)
-            or not isinstance(lease_s, int | float)
-            or not (0 < lease_s < math.inf)
-        ):
-            raise ConfigurationError(f"lease_s must be a positive number, got {lease_s!r}")
+        check_seconds("lease_s", lease_s)
+        if not (isinstance(store, str) or isinstance(store, BudgetStore)):
+            raise ConfigurationError(
+                "store must be a URL ('memory://', 'sqlite:///spend.db', "
+                f"'redis://host:6379/0') or a BudgetStore, got {store!r}"
+            )
         self.fail = fail
         self.lease_s = float(lease_s)
         self.on_alert = on_alert
@@ -471,7 +493,7 @@ class Budgets:
             raise ConfigurationError(
                 f"{allowance.per} ids must be non-empty strings, got {subject!r}"
             )
-        return subject
+        return check_id(f"the {allowance.per} id", subject)
 
     def _now(self) -> float:
         """The time windows are chosen by: the policy's clock, corrected by the offset of
@@ -491,7 +513,8 @@ class Budgets:
             subject = self._subject(allowance, user, team)
             window, ttl, span = _window(allowance, now, self.tz)
             for unit, limit in allowance.limits():
-                amount = tokens if unit == "tokens" else nanos
+                # a worst case beyond every limit is refused the same way, clamped or not
+                amount = min(tokens if unit == "tokens" else nanos, MAX_UNITS)
                 key = counter_key(allowance, subject, window, unit)
                 charges.append(Charge(key, limit, amount, ttl_s=ttl, window=span))
                 units.append(unit)
@@ -834,8 +857,21 @@ class Budgets:
         ):
             await self.store.reset(counter_key(allowance, subject, window, unit))
 
-    # -- settles the store could not take yet --------------------------------------------
+    async def check(self) -> None:
+        """Verify the store up front, at application start: reachable and configured.
 
+        A wrong password, a service that is not Redis, a bad database index or a bad URL
+        raises ``ConfigurationError`` (as the first call would, in both fail modes); a
+        store that is down raises ``StoreUnavailable`` here whatever ``fail=`` says, so
+        the application can decide whether to start.
+        """
+        check = getattr(self.store, "check", None)
+        if check is not None:
+            await check()
+        else:  # a store that only implements the protocol: one read
+            await self.store.state("agentbudget:check")
+
+    # -- settles the store could not take yet --------------------------------------------
     @property
     def pending_settles(self) -> int:
         """Settles kept until the store takes them: in memory, plus journaled ones."""

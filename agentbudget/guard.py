@@ -17,6 +17,7 @@ from .pricing import PriceTable
 from .report import RunReport
 from .runtime import GUARD_REQUEST, GuardRequest, instrument
 from .sinks import CostSink
+from .stores.base import check_id
 
 __all__ = ["Guard", "configure", "default_guard"]
 
@@ -26,6 +27,8 @@ logger = logging.getLogger("agentbudget")
 def _check_id(name: str, value: str | None) -> None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ConfigurationError(f"{name} must be a non-empty string or None, got {value!r}")
+    if value is not None:
+        check_id(name, value)  # valid Unicode: a lone surrogate cannot reach a store
 
 
 class Guard:

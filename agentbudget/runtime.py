@@ -11,12 +11,14 @@ what was there. Both are idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from agents import Agent, Model, RunConfig
 from agents.models import get_default_model
@@ -33,7 +35,17 @@ if TYPE_CHECKING:
     from .guard import Guard
     from .scope import BudgetScope
 
-__all__ = ["add_observer", "instrument", "is_instrumented", "remove_observer", "uninstrument"]
+__all__ = [
+    "add_observer",
+    "instrument",
+    "is_instrumented",
+    "propagate",
+    "remove_observer",
+    "uninstrument",
+]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,33 @@ def uninstrument() -> None:
         AgentRunner.run = _originals.pop("run")  # type: ignore[method-assign]
         AgentRunner.run_streamed = _originals.pop("run_streamed")  # type: ignore[method-assign]
         run_loop.get_model = _originals.pop("get_model")
+
+
+def propagate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Carry the governing context into another thread: ``fn``, to run there governed.
+
+    Governance travels in context variables (the current run, ``Guard.run``'s request,
+    ``budget()`` scopes). ``asyncio.to_thread`` copies them into its thread;
+    ``loop.run_in_executor`` and ``ThreadPoolExecutor.submit`` do not, so a run started
+    there (``Runner.run_sync`` in a tool's worker thread) would escape every limit and
+    budget. Wrap the function where the work is handed over::
+
+        await loop.run_in_executor(None, ab.propagate(work), arg)
+        pool.submit(ab.propagate(work), arg)
+
+    A run started by ``work`` is then nested in the run (or scope) that called
+    ``propagate``: its calls count against that run's limits, user and budgets, and
+    appear in its report. The context is captured when ``propagate`` is called; each
+    call of the returned function runs in its own copy of it, so parallel calls do not
+    share context changes.
+    """
+    context = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def governed(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return governed
 
 
 # -- model resolution ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .limits import Limits
 from .meter import Account
 from .report import RunReport
 from .runtime import SCOPES, instrument
+from .stores.base import check_id
 
 __all__ = ["BudgetScope", "budget"]
 
@@ -150,4 +151,6 @@ def budget(
     for name, value in (("user", user), ("team", team)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+        if value is not None:
+            check_id(name, value)  # valid Unicode: a lone surrogate cannot reach a store
     return BudgetScope(limits, user=user, team=team)

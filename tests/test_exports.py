@@ -14,6 +14,7 @@ DOCUMENTED = {
     "configure",
     "instrument",
     "uninstrument",
+    "propagate",
     # reports
     "RunReport",
     "LLMCallCost",

@@ -15,6 +15,7 @@ from .base import (
     ReservationNotFound,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
 )
 from .journal import JournalingStore
 from .memory import MemoryStore
@@ -36,6 +37,7 @@ __all__ = [
     "ReserveResult",
     "SQLiteStore",
     "SpendRecorder",
+    "StoreConfigurationError",
     "known_schemes",
     "register_store",
     "store_from_url",

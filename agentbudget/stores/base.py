@@ -40,6 +40,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import ConfigurationError
 
 __all__ = [
+    "MAX_SECONDS",
     "MAX_UNITS",
     "BaseStore",
     "BudgetStore",
@@ -49,13 +50,28 @@ __all__ = [
     "ReservationNotFound",
     "ReserveResult",
     "SpendRecorder",
+    "StoreConfigurationError",
 ]
 
-MAX_UNITS = 2**53 - 1
-"""The largest limit or amount a store accepts (exact in Redis' Lua numbers)."""
+MAX_UNITS = 10**18
+"""The largest limit or amount a store accepts: $1,000,000,000 in nano-dollars, or 10^18
+tokens. Counters stay exact far beyond it (Redis scripts compare them as integers split
+in two limbs, never as doubles; SQLite and Redis keep 64-bit integers)."""
+
+MAX_SECONDS = 315_360_000
+"""The longest lease, grace, retention or window a store accepts: ten years, in seconds."""
 
 DEFAULT_GRACE_S = 300.0
 DEFAULT_RETENTION_S = 86_400.0
+
+
+class StoreConfigurationError(ConfigurationError):
+    """The store itself is misconfigured (credentials, address, database): no operation
+    on it can succeed until the configuration is fixed. Not an outage."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class ReservationNotFound(ConfigurationError):
@@ -75,20 +91,32 @@ def _check_units(name: str, value: object) -> int:
 
 
 def check_id(name: str, value: object) -> str:
-    """Return ``value`` if it is a non-empty string, else raise ConfigurationError."""
+    """Return ``value`` if it is a non-empty string of valid Unicode, else raise
+    ConfigurationError (a lone surrogate cannot be stored or sent)."""
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"{name} must be valid Unicode (it has a lone surrogate), got {value!r}"
+            ) from None
     return value
 
 
 def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite number of seconds."""
+    """Return ``value`` as a float if it is a number of seconds, at most ``MAX_SECONDS``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigurationError(f"{name} must be finite and {bound}, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_SECONDS} seconds (ten years), got {value!r}"
+        )
     return seconds
 
 
@@ -120,8 +148,10 @@ class Charge:
         if self.ttl_s is not None:
             if isinstance(self.ttl_s, bool) or not isinstance(self.ttl_s, int):
                 raise ConfigurationError(f"Charge.ttl_s must be an int or None, got {self.ttl_s!r}")
-            if self.ttl_s < 0:
-                raise ConfigurationError(f"Charge.ttl_s must be >= 0, got {self.ttl_s}")
+            if not 0 <= self.ttl_s <= MAX_SECONDS:
+                raise ConfigurationError(
+                    f"Charge.ttl_s must be between 0 and {MAX_SECONDS}, got {self.ttl_s}"
+                )
         if self.window is not None:
             start, end = self.window
             if not (math.isfinite(start) and math.isfinite(end) and start < end):
@@ -323,6 +353,15 @@ class BaseStore(abc.ABC):
     async def reset(self, key: str) -> None:
         """Forget a counter: its spend and its holds. Later settles still add to it."""
         await self._do_reset(check_id("key", key))
+
+    async def check(self) -> None:
+        """Verify the store is reachable and correctly configured (one read).
+
+        Raises:
+            ConfigurationError: the store is misconfigured.
+            StoreUnavailable: the store cannot be reached now.
+        """
+        await self._do_state("agentbudget:check")
 
     async def close(self) -> None:  # noqa: B027 - stores without resources need nothing
         """Release connections and files."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
+import ssl
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
@@ -19,6 +23,7 @@ from .base import (
     LeaseRenewer,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
     WindowMismatch,
     check_id,
     check_seconds,
@@ -27,8 +32,24 @@ from .base import (
 
 __all__ = ["RedisStore"]
 
-# Response errors that mean "the server cannot serve now", not "the script is wrong".
-_UNAVAILABLE_REPLIES = ("OOM", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY")
+logger = logging.getLogger("agentbudget.stores")
+
+_T = TypeVar("_T")
+
+# Response errors that mean "the server cannot serve now", not "the store is misconfigured".
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "LOADING",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "BUSY",
+    "READONLY",
+    "FAILOVER",
+    "NOREPLICAS",
+)
+# Replies raised by a bug in our own scripts: re-raised as they are.
+_SCRIPT_ERRORS = ("user_script", "ERR Error running script")
 
 
 def _digest(text: str) -> str:
@@ -42,6 +63,27 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigurationError unless ``url`` is ``redis[s]://[[user]:password@]host[:port][/db]``."""
+    shown = redact(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigurationError(
+            f"a Redis store URL is 'redis://[[user]:password@]host[:port][/db]', got {shown!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigurationError(f"the port of the Redis URL {shown!r} is not a number") from None
+    db = parts.path[1:] if parts.path.startswith("/") else parts.path
+    query_db = parse_qs(parts.query).get("db")
+    for value in ([db] if db else []) + (query_db or []):
+        if not (value.isascii() and value.isdigit()):
+            raise ConfigurationError(
+                f"the database of the Redis URL {shown!r} must be a number (like /0), got {value!r}"
+            )
 
 
 class _Script:
@@ -88,10 +130,11 @@ class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
         max_connections: int = 64,
         client: Any = None,
     ) -> None:
-        scheme = url.partition("://")[0]
-        if scheme not in ("redis", "rediss") or "://" not in url:
+        if not isinstance(url, str) or "://" not in url:
             raise ConfigurationError(f"a Redis store URL is 'redis://host:port/db', got {url!r}")
+        check_url(url)
         super().__init__(redact(url))
+        self._password = urlsplit(url).password
         self.grace_s = check_seconds("grace_s", grace_s, allow_zero=True)
         self.retention_s = check_seconds("retention_s", retention_s)
         check_id("prefix", prefix)
@@ -117,23 +160,41 @@ class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
         self._unavailable: tuple[type[BaseException], ...] = (
             exceptions.ConnectionError,
             exceptions.TimeoutError,
+            exceptions.ReadOnlyError,
+            exceptions.OutOfMemoryError,
+            exceptions.TryAgainError,
+            exceptions.ClusterDownError,
             asyncio.TimeoutError,
             OSError,
         )
-        self._pool: Any = None
+        self._misconfigured: tuple[type[BaseException], ...] = (
+            exceptions.AuthenticationError,
+            exceptions.AuthorizationError,
+            exceptions.AuthenticationWrongNumberOfArgsError,
+            exceptions.NoPermissionError,
+            exceptions.InvalidResponse,
+            exceptions.DataError,
+            ssl.SSLCertVerificationError,
+        )
+        # No automatic retries: a reserve whose reply was lost must not run twice.
+        self._pool_options: dict[str, Any] = {
+            "max_connections": max_connections,
+            "timeout": check_seconds("connect_timeout_s", connect_timeout_s)
+            + check_seconds("socket_timeout_s", socket_timeout_s),
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": socket_timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._aioredis = aioredis
+        self._raw_url = url
+        self._injected: Any = client
+        # redis.asyncio connections belong to the loop that opened them: one client per
+        # event loop, closed when that loop shuts down (asyncio.run, Runner.run_sync).
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
+        self._clients_lock = threading.Lock()
         if client is None:
-            # No automatic retries: a reserve whose reply was lost must not run twice.
-            self._pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=check_seconds("connect_timeout_s", connect_timeout_s)
-                + check_seconds("socket_timeout_s", socket_timeout_s),
-                socket_connect_timeout=connect_timeout_s,
-                socket_timeout=socket_timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
-            client = aioredis.Redis(connection_pool=self._pool)
-        self._client: Any = client
+            self._new_client()  # a URL redis-py cannot use fails now, not at the first call
         self._reserve = _Script("reserve.lua")
         self._settle = _Script("settle.lua")
         self._state = _Script("state.lua")
@@ -228,19 +289,47 @@ class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
         return CounterState(spent=int(reply[0]), reserved=int(reply[1]))
 
     async def _do_reset(self, key: str) -> None:
-        try:
-            await self._client.delete(self.counter_key(key), self._holds_key(key))
-        except Exception as exc:
-            error = self._translate(exc)
-            if error is None:
-                raise
-            raise error from exc
+        keys = (self.counter_key(key), self._holds_key(key))
+        await self._io(lambda client: client.delete(*keys))
+
+    async def check(self) -> None:
+        """Connect, authenticate, select the database and load the scripts.
+
+        Raises:
+            ConfigurationError: wrong password, not a Redis server, bad database index,
+                or a server without scripting.
+            StoreUnavailable: the server cannot be reached now.
+        """
+
+        async def check(client: Any) -> None:
+            await client.ping()
+            for script in (self._reserve, self._settle, self._state):
+                await client.script_load(script.text)
+
+        await self._io(check)
 
     async def close(self) -> None:
-        """Close the connection pool (an injected client is left open)."""
-        if self._pool is not None:
-            await self._client.aclose()
-            await self._pool.disconnect()
+        """Close the connection pools (an injected client is left open).
+
+        The pool of the calling loop is closed now, those of loops running in other
+        threads on their loops, those of closed loops at once. The pool of an idle loop
+        of another thread (a ``run_sync`` loop between runs) cannot be touched from here:
+        it is closed when that loop shuts down, or when the store finds it closed. The
+        store stays usable: a later call connects again.
+        """
+        current = asyncio.get_running_loop()
+        with self._clients_lock:
+            clients = list(self._clients.items())
+            for loop, _ in clients:
+                if loop is current or loop.is_closed() or loop.is_running():
+                    del self._clients[loop]
+        for loop, client in clients:
+            if loop is current:
+                await _close_client(client)
+            elif loop.is_closed():
+                _discard(client)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(_close_client(client), loop)
 
     def _ttl_ms(self, charge: Charge) -> int:
         if charge.ttl_s is None:
@@ -248,28 +337,166 @@ class RedisStore(BaseStore, SpendRecorder, LeaseRenewer):
         return round((charge.ttl_s + self.grace_s) * 1000)
 
     async def _call(self, script: _Script, keys: list[str], args: list[str | int]) -> list[Any]:
-        try:
+        async def call(client: Any) -> Any:
             try:
-                reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
             except self._exceptions.NoScriptError:
-                await self._client.script_load(script.text)
-                reply = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                await client.script_load(script.text)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+
+        return list(await self._io(call))
+
+    async def _io(self, operation: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run a client operation on this loop's client, translating backend errors."""
+        try:
+            client = self._injected
+            if client is None:
+                client = self._clients.get(asyncio.get_running_loop())
+                if client is None:
+                    client = await self._open_for_this_loop()
+            return await operation(client)
         except Exception as exc:
             error = self._translate(exc)
             if error is None:
                 raise
             raise error from exc
-        return list(reply)
 
-    def _translate(self, exc: Exception) -> StoreUnavailable | None:
-        """The ``StoreUnavailable`` to raise for a backend error, or None to re-raise it."""
-        unavailable = isinstance(exc, self._unavailable) or isinstance(
-            exc, self._exceptions.ReadOnlyError
+    def _new_client(self) -> Any:
+        try:
+            pool = self._aioredis.BlockingConnectionPool.from_url(
+                self._raw_url, **self._pool_options
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
+        return self._aioredis.Redis(connection_pool=pool)
+
+    async def _open_for_this_loop(self) -> Any:
+        """A client for the running loop.
+
+        It is closed when the loop shuts down its async generators (``asyncio.run``
+        does at its end, ``Runner.run_sync`` after each run). A loop that already did so
+        (a thread's ``run_sync`` loop, kept open by the SDK) keeps its client for later
+        runs; once the loop is closed, its sockets are closed here.
+        """
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            for old in [other for other in self._clients if other.is_closed()]:
+                _discard(self._clients.pop(old))
+                self._closers.pop(old, None)
+            client = self._new_client()
+            self._clients[loop] = client
+        if not getattr(loop, "_asyncgens_shutdown_called", False):
+            closer = self._closer(loop, client)
+            await closer.__anext__()  # now suspended in its try; aclose() runs the finally
+            self._closers[loop] = closer
+        return client
+
+    async def _closer(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with self._clients_lock:
+                if self._clients.get(loop) is client:
+                    del self._clients[loop]
+                if self._closers.get(loop) is not None:
+                    self._closers.pop(loop, None)
+            await _close_client(client)
+
+    def _translate(self, exc: BaseException) -> StoreUnavailable | ConfigurationError | None:
+        """The error to raise for a backend error, or None to re-raise it.
+
+        Misconfiguration (authentication, a server that does not speak Redis, a bad
+        database index, unknown commands) is a ``ConfigurationError`` in every fail
+        mode; only transient failures are ``StoreUnavailable``.
+        """
+        message = self._scrub(str(exc) or type(exc).__name__)
+        misconfigured = any(isinstance(e, self._misconfigured) for e in _chain(exc)) or (
+            isinstance(exc, self._exceptions.ConnectionError) and "Invalid Database" in message
         )
-        if isinstance(exc, self._exceptions.ResponseError):
-            unavailable = unavailable or str(exc).startswith(_UNAVAILABLE_REPLIES)
-        if not unavailable:
-            return None
-        return StoreUnavailable(
-            f"the Redis budget store at {self.url} is unavailable: {exc}", url=self.url
+        if not misconfigured:
+            if isinstance(exc, self._unavailable):
+                return StoreUnavailable(self._unavailable_message(message), url=self.url)
+            if not isinstance(exc, self._exceptions.ResponseError):
+                return None
+            if message.startswith(_UNAVAILABLE_REPLIES):
+                return StoreUnavailable(self._unavailable_message(message), url=self.url)
+            if any(marker in message for marker in _SCRIPT_ERRORS):
+                return None  # a bug in a script, not in the configuration
+        return StoreConfigurationError(
+            f"the Redis budget store at {self.url} is misconfigured ({_reason(exc)}): "
+            f"{message}. Fix the URL or the server; this is not an outage, so it is "
+            "raised whatever fail= says",
+            url=self.url,
         )
+
+    def _unavailable_message(self, message: str) -> str:
+        return f"the Redis budget store at {self.url} is unavailable: {message}"
+
+    def _scrub(self, message: str) -> str:
+        if self._password:
+            message = message.replace(self._password, "***")
+        return message
+
+
+async def _close_client(client: Any) -> None:
+    """Close a client and its pool; a connection that cannot be closed cleanly (a
+    timeout on a busy server) is dropped, not raised: nothing is lost by closing."""
+    try:
+        await client.aclose()
+        await client.connection_pool.disconnect()
+    except Exception as exc:
+        logger.debug("closing a Redis budget store connection failed: %r", exc)
+
+
+def _discard(client: Any) -> None:
+    """Close the sockets of a client whose event loop is closed (nothing can be awaited
+    there), so they are neither leaked nor reported as unclosed when collected.
+
+    Uses private attributes of redis-py and asyncio transports, defensively: at worst
+    the sockets are left to the garbage collector."""
+    try:
+        _close_sockets(client.connection_pool)
+    except Exception:  # pragma: no cover - a redis-py or asyncio internals change
+        pass
+
+
+def _close_sockets(pool: Any) -> None:
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        connection._writer = connection._reader = None
+        transport = writer.transport
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None
+        transport._closing = True  # what close() would mark, had the loop been open
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes and contexts."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if "Authentication" in name or "NoPermission" in name:
+        return "authentication failed: check the user and password"
+    if name == "InvalidResponse":
+        return "the server does not speak the Redis protocol: is this the Redis port?"
+    text = str(exc)
+    if "DB index" in text or "Invalid Database" in text:
+        return "the database index does not exist on this server"
+    if "SSL" in name or "Certificate" in name:
+        return "the TLS certificate was not accepted"
+    return "the server refused the command"

@@ -21,6 +21,7 @@ from .base import (
     LeaseRenewer,
     ReserveResult,
     SpendRecorder,
+    StoreConfigurationError,
     check_seconds,
     settle_error,
 )
@@ -29,6 +30,12 @@ __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
 _PURGE_EVERY_S = 60.0
+# SQLite errors that no retry fixes: the path or the file is wrong.
+_MISCONFIGURED = (
+    "file is not a database",
+    "unable to open database file",
+    "attempt to write a readonly database",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ab_counters (
@@ -95,6 +102,10 @@ class SQLiteStore(BaseStore, SpendRecorder, LeaseRenewer):
         self.path = url[len("sqlite:///") :]
         self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s, allow_zero=True)
         if self.path != ":memory:":
+            if os.path.isdir(self.path):
+                raise ConfigurationError(
+                    f"the SQLite store {self.path!r} is a directory; give a file path"
+                )
             parent = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(parent):
                 raise ConfigurationError(
@@ -328,6 +339,12 @@ class SQLiteStore(BaseStore, SpendRecorder, LeaseRenewer):
                 conn.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
+                if any(reply in str(exc) for reply in _MISCONFIGURED):
+                    raise StoreConfigurationError(
+                        f"the SQLite budget store {self.path!r} is misconfigured: {exc}; "
+                        "this is not an outage, so it is raised whatever fail= says",
+                        url=self.url,
+                    ) from exc
                 raise StoreUnavailable(
                     f"the SQLite budget store {self.path!r} failed: {exc}", url=self.url
                 ) from exc
@@ -344,7 +361,7 @@ class SQLiteStore(BaseStore, SpendRecorder, LeaseRenewer):
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         except BaseException:
@@ -352,6 +369,26 @@ class SQLiteStore(BaseStore, SpendRecorder, LeaseRenewer):
             raise
         self._conn = conn
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting up to ``busy_timeout_s`` for other connections.
+
+        Leaving a rollback journal needs the file to itself, and SQLite answers
+        "database is locked" at once (without its busy handler) while another
+        connection writes to a file that is not in WAL mode yet: retry until the timeout.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _close(self) -> None:
         with self._lock:

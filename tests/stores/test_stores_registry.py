@@ -25,7 +25,8 @@ from agentbudget.stores import registry as registry_module
 DOCUMENTED = {
     "MAX_UNITS", "BaseStore", "BudgetStore", "Charge", "CounterState", "JournalingStore",
     "LeaseRenewer", "MemoryStore", "RedisStore", "ReservationNotFound", "ReserveResult",
-    "SQLiteStore", "SpendRecorder", "known_schemes", "register_store", "store_from_url",
+    "SQLiteStore", "SpendRecorder", "StoreConfigurationError", "known_schemes",
+    "register_store", "store_from_url",
 }  # fmt: skip
 
 

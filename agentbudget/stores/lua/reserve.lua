@@ -4,8 +4,9 @@
 --       ttl ms (-1: the counter never expires), window start ms and end ms (-1: none).
 -- A charge with a window is checked against the server's clock: when TIME is outside
 -- it, nothing is reserved. Its counter then expires at the window's end plus grace.
--- Returns {1} when held, {0, index, available} when refused, {-1} when the id was used,
--- {-3, now ms} when the server's clock is outside a charge's window.
+-- Returns {1} when held, {0, index, available (a decimal string)} when refused, {-1}
+-- when the id was used, {-3, now ms} when the server's clock is outside a charge's
+-- window. Amounts are compared exactly (common.lua big_*), not as doubles.
 local record = KEYS[1]
 local hold_id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
@@ -33,10 +34,10 @@ for i = 1, n do
   local counter, holds = KEYS[2 * i], KEYS[2 * i + 1]
   expire_holds(counter, holds, now)
   local state = redis.call('HMGET', counter, 'spent', 'reserved')
-  local used = (tonumber(state[1]) or 0) + (tonumber(state[2]) or 0)
-  local limit = tonumber(arg(i, 1))
-  if used + tonumber(arg(i, 2)) > limit then
-    return {0, i - 1, limit - used}
+  local used = big_add(big(state[1] or '0'), big(state[2] or '0'))
+  local limit = big(arg(i, 1))
+  if big_cmp(big_add(used, big(arg(i, 2))), limit) > 0 then
+    return {0, i - 1, big_diff(limit, used)}
   end
 end
 

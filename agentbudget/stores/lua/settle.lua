@@ -51,8 +51,8 @@ for i = 1, #counters do
   local counter = counters[i]
   local amount = redis.call('HGET', counter, field)
   if amount then
-    if tonumber(amount) > 0 then
-      redis.call('HINCRBY', counter, 'reserved', int(-tonumber(amount)))
+    if amount ~= '0' then
+      redis.call('HINCRBY', counter, 'reserved', '-' .. amount)
     end
     redis.call('HDEL', counter, field)
     redis.call('ZREM', holds[i], hold_id)
