@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -446,6 +447,12 @@ async def _close_client(client: Any) -> None:
         await client.connection_pool.disconnect()
     except Exception as exc:
         logger.debug("closing a Redis budget store connection failed: %r", exc)
+        with contextlib.suppress(Exception):  # redis-py internals: best effort
+            for connection in _connections(client.connection_pool):
+                writer = getattr(connection, "_writer", None)
+                if writer is not None:
+                    connection._writer = connection._reader = None
+                    writer.transport.abort()  # the loop is running: close the socket now
 
 
 def _discard(client: Any) -> None:
@@ -460,12 +467,15 @@ def _discard(client: Any) -> None:
         pass
 
 
-def _close_sockets(pool: Any) -> None:
-    connections = [
+def _connections(pool: Any) -> list[Any]:
+    return [
         *getattr(pool, "_available_connections", ()),
         *getattr(pool, "_in_use_connections", ()),
     ]
-    for connection in connections:
+
+
+def _close_sockets(pool: Any) -> None:
+    for connection in _connections(pool):
         writer = getattr(connection, "_writer", None)
         if writer is None:
             continue

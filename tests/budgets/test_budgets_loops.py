@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Env
-from stores_support import RedisServer, free_port, require_redis_server_binary
+from stores_support import Env, RedisServer, free_port, require_redis_server_binary
 from test_budgets import QUESTION, agent, est
 
 import agentbudget as ab

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Env
+from stores_support import Env
 from test_budgets import QUESTION, agent
 
 import agentbudget as ab
