@@ -343,7 +343,9 @@ class MeteredModel(Model):
         input_pico = 0
         per_output: int | None = None
         if price is not None:
-            pico_rates = price.rates_for(input_tokens).pico_rates()[0]
+            tiered = _tier_price(price, request.settings, None)[0]  # priority costs more
+            rated = tiered if tiered.output > price.output else price
+            pico_rates = rated.rates_for(input_tokens).pico_rates()[0]
             # the highest rate an input token can be billed at: a cache write costs more
             input_pico = input_tokens * max(
                 pico_rates["input"],
@@ -381,14 +383,26 @@ class MeteredModel(Model):
     # -- settling ----------------------------------------------------------------------
 
     async def _settle(
-        self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, streamed: bool
+        self,
+        plan: CallPlan,
+        usage: TokenUsage,
+        *,
+        estimated: bool,
+        streamed: bool,
+        service_tier: str | None = None,
     ) -> None:
         release(plan.hold)
         nanos: int | None = None
         unpriced: UnknownModelError | None = None
+        tier = service_tier or _requested_tier(plan.settings)
+        standard_rate = False
         if plan.price is not None:
             try:
-                nanos = plan.price.cost_nanos(usage, model=plan.model_name)
+                price, standard_rate = _tier_price(plan.price, plan.settings, service_tier)
+                nanos = price.cost_nanos(usage, model=plan.model_name)
+                if service_tier is None and price is not plan.price:
+                    # asked for, not reported: never charge less than the standard rate
+                    nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
@@ -406,6 +420,10 @@ class MeteredModel(Model):
                 estimated,
                 streamed,
                 plan.degraded,
+                None if nanos is None or plan.price is None else plan.price.price_source,
+                plan.price is not None and plan.price.local,
+                tier,
+                standard_rate,
             )
         )
         if plan.reservation is not None:
@@ -558,7 +576,10 @@ class MeteredModel(Model):
                 raise error from exc
             raise
         usage, estimated = self._paid_usage(plan, response.usage, response.output, None)
-        await self._settle(plan, usage, estimated=estimated, streamed=False)
+        reported = (response.raw_usage or {}).get("service_tier")
+        await self._settle(
+            plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
+        )
         self._after_response(plan, response, usage, handoffs)
         return response
 
@@ -611,7 +632,13 @@ class MeteredModel(Model):
                     usage, estimated = self._paid_usage(
                         plan, response.usage, response.output, counted
                     )
-                    await self._settle(plan, usage, estimated=estimated, streamed=True)
+                    await self._settle(
+                        plan,
+                        usage,
+                        estimated=estimated,
+                        streamed=True,
+                        service_tier=_tier_name(getattr(response, "service_tier", None)),
+                    )
                     model_response = ModelResponse(
                         output=response.output,
                         usage=_agents_usage(usage),
@@ -740,6 +767,27 @@ def _terminal_response(exc: BaseException) -> Any:
                 return value
         tb = tb.tb_next
     return None
+
+
+def _tier_name(value: object) -> str | None:
+    return value.lower() if isinstance(value, str) and value else None
+
+
+def _requested_tier(settings: ModelSettings) -> str | None:
+    """The service tier a call asked for (``extra_args={"service_tier": "flex"}``)."""
+    return _tier_name((settings.extra_args or {}).get("service_tier"))
+
+
+def _tier_price(
+    price: ModelPrice, settings: ModelSettings, reported: str | None
+) -> tuple[ModelPrice, bool]:
+    """The price of a call at the tier the response reported, else the one it asked for;
+    and whether that tier has no published rates (standard rates are used)."""
+    tier = reported or _requested_tier(settings)
+    if tier is None:
+        return price, False
+    tiered, published = price.for_service_tier(tier)
+    return tiered, not published
 
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:

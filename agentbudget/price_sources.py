@@ -174,6 +174,8 @@ def _rates(price: Any) -> dict[str, Any] | None:
     values = {ours: getattr(price, theirs, None) for theirs, ours in _KEYS.items()}
     if values["input"] is None or values["output"] is None:
         return None
+    if values["cache_write_5m"] is None:  # cache writes bill as ordinary input (OpenAI, Gemini)
+        values["cache_write_5m"] = values["input"]
     thresholds = sorted(
         {
             tier.start
@@ -240,7 +242,7 @@ def drift(table: PriceTable, *, at: date | None = None) -> list[Drift]:
         if theirs is None:
             found.append(Drift(name, "missing", "listed", f"{key}: no price on {day}", note))
             continue
-        if key != name:
+        if key != name and key not in table.aliases_of(name):
             found.append(Drift(name, "model", name, key, note))
         found.extend(Drift(name, f, b, g, note) for f, b, g in _compare(ours, theirs))
     return found
@@ -253,6 +255,8 @@ def _compare(ours: ModelPrice, theirs: ModelPrice) -> Iterator[tuple[str, str, s
     def rates(prefix: str, a: Any, b: Any) -> Iterator[tuple[str, str, str]]:
         for field in _RATE_FIELDS:
             x, y = getattr(a, field), getattr(b, field)
+            if field == "cache_write_5m":  # no write rate: writes bill as input
+                x, y = (a.input if x is None else x), (b.input if y is None else y)
             if field == "reasoning" or (x is None and y is None):
                 continue
             if x is None or y is None or x != y:
