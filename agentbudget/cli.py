@@ -68,7 +68,7 @@ def _check_prices(table: PriceTable) -> int:
     from .price_sources import GenaiPrices, drift, format_drift
 
     differences = drift(table)
-    print(f"price table {table.version} against {GenaiPrices().label} (offline)")
+    print(f"price table {table.version or table.source} against {GenaiPrices().label} (offline)")
     for line in format_drift(differences):
         print(line)
     new = sum(1 for d in differences if d.reviewed is None)

@@ -217,6 +217,7 @@ class Drift:
     field: str
     """A rate (``input``, ``tier>272000.output``), or ``missing`` when genai-prices lacks it."""
     bundled: str
+    """The table's value."""
     genai: str
     reviewed: str | None
     """The table's note on this difference, when it was decided on the provider's page."""
@@ -282,7 +283,7 @@ def format_drift(differences: Sequence[Drift]) -> list[str]:
     lines: list[str] = []
     for d in differences:
         mark = "reviewed" if d.reviewed else "NEW"
-        line = f"{mark:<8} {d.model:<26} {d.field:<28} bundled {d.bundled:<10} genai {d.genai}"
+        line = f"{mark:<8} {d.model:<26} {d.field:<28} table {d.bundled:<10} genai {d.genai}"
         if d.reviewed:
             line += f"  ({d.reviewed})"
         lines.append(line)

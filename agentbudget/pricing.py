@@ -841,7 +841,12 @@ class PriceTable:
         entry = self._models.get(name)
         if entry is not None:
             return name, entry
-        if name.startswith(LOCAL_PREFIXES):
+        if name.startswith(LOCAL_PREFIXES):  # a local model, unless this table prices it
+            rest = name.split("/", 1)[1]
+            if rest in self._models:
+                return rest, self._models[rest]
+            if rest in self._aliases:
+                return self._aliases[rest], self._models[self._aliases[rest]]
             return name, LOCAL_PRICE
         while True:
             if name in self._models:
