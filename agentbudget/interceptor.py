@@ -343,8 +343,10 @@ class MeteredModel(Model):
         input_pico = 0
         per_output: int | None = None
         if price is not None:
-            tiered = _tier_price(price, request.settings, None)[0]  # priority costs more
-            rated = tiered if tiered.output > price.output else price
+            rated = price
+            if request.settings.extra_args:  # a service tier asked for: priority costs more
+                tiered = _tier_price(price, request.settings, None)[0]
+                rated = tiered if tiered.output > price.output else price
             pico_rates = rated.rates_for(input_tokens).pico_rates()[0]
             # the highest rate an input token can be billed at: a cache write costs more
             input_pico = input_tokens * max(
@@ -398,7 +400,9 @@ class MeteredModel(Model):
         standard_rate = False
         if plan.price is not None:
             try:
-                price, standard_rate = _tier_price(plan.price, plan.settings, service_tier)
+                price = plan.price
+                if tier is not None:
+                    price, standard_rate = _tier_price(price, plan.settings, service_tier)
                 nanos = price.cost_nanos(usage, model=plan.model_name)
                 if service_tier is None and price is not plan.price:
                     # asked for, not reported: never charge less than the standard rate
@@ -775,7 +779,8 @@ def _tier_name(value: object) -> str | None:
 
 def _requested_tier(settings: ModelSettings) -> str | None:
     """The service tier a call asked for (``extra_args={"service_tier": "flex"}``)."""
-    return _tier_name((settings.extra_args or {}).get("service_tier"))
+    extra = settings.extra_args
+    return _tier_name(extra.get("service_tier")) if extra else None
 
 
 def _tier_price(
