@@ -25,6 +25,7 @@ import functools
 import itertools
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -536,8 +537,12 @@ LOCAL_PRICE = ModelPrice(
 )
 
 
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    """Today's UTC date (from ``time.time()``: several times cheaper than ``datetime.now``)."""
+    return date.fromordinal(_EPOCH + int(time.time() // 86_400))
 
 
 def _day(at: date | datetime | None) -> date:
@@ -593,7 +598,7 @@ def _in_force(name: str, entry: Entry, at: date | datetime | None) -> ModelPrice
     if isinstance(entry, ModelPrice):
         return entry
     day = _day(at)
-    for price in entry:
+    for price in reversed(entry):  # the latest set first: the one in force now, usually
         if price.in_force(day):
             return price
     spans = ", ".join(
@@ -642,6 +647,8 @@ class PriceTable:
         self.fallback = fallback
         self.version = version
         self.effective_date = effective_date
+        self._memo: dict[str, tuple[str, Entry]] = {}
+        """Names resolved through prefixes, aliases or the long tail (a table never changes)."""
         self.drift_notes: dict[str, str] = {}
         """Reviewed differences from genai-prices, by model (from the price file)."""
         self.check_staleness()
@@ -649,7 +656,7 @@ class PriceTable:
     def _copy(self, **changes: Any) -> PriceTable:
         table = PriceTable.__new__(PriceTable)
         table.__dict__.update(self.__dict__)
-        table.__dict__.update(changes)
+        table.__dict__.update(changes, _memo={})
         return table
 
     # construction -------------------------------------------------------------------
@@ -841,6 +848,14 @@ class PriceTable:
         entry = self._models.get(name)
         if entry is not None:
             return name, entry
+        found = self._memo.get(name)
+        if found is None:
+            found = self._resolve(name)
+            if found is not None and len(self._memo) < 4096:
+                self._memo[name] = found
+        return found
+
+    def _resolve(self, name: str) -> tuple[str, Entry] | None:
         if name.startswith(LOCAL_PREFIXES):  # a local model, unless this table prices it
             rest = name.split("/", 1)[1]
             if rest in self._models:
