@@ -451,3 +451,11 @@ def test_prices_check_flags_an_unreviewed_difference(
     assert line.split()[1:3] == ["gpt-4o", "input"]
     assert "table 2 " in line and "genai 2.5" in line
     assert "not reviewed" in out
+
+
+def test_layered_tables_do_not_share_resolved_names() -> None:
+    assert DEFAULT.lookup("azure/claude-opus-4-8")[1].price_source == "genai-prices 0.2.3"
+    mine = DEFAULT.with_prices({"claude-opus-4-8": ab.ModelPrice(input="1", output="1")})
+    key, price = mine.lookup("azure/claude-opus-4-8")
+    assert (key, price.input, price.price_source) == ("claude-opus-4-8", Decimal(1), "with_prices")
+    assert DEFAULT.get("azure/claude-opus-4-8").input == Decimal(5)
