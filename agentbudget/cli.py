@@ -58,6 +58,8 @@ def _table(args: argparse.Namespace) -> PriceTable:
 
 def cmd_prices(args: argparse.Namespace) -> int:
     table = _table(args)
+    if args.check:
+        return _check_prices(table)
     rows: list[tuple[str, ModelPrice]] = []
     for name, price in sorted(table.models().items()):
         if args.pattern is None or _matches(args.pattern, [name, *table.aliases_of(name)]):
@@ -91,6 +93,19 @@ def cmd_prices(args: argparse.Namespace) -> int:
                 print(f"{'':<24} aliases: {', '.join(aliases)}")
             print(f"{'':<24} source: {p.source}")
     return 0
+
+
+def _check_prices(table: PriceTable) -> int:
+    """``prices --check``: every difference from genai-prices; 1 when one is not reviewed."""
+    from .price_sources import GenaiPrices, drift, format_drift
+
+    differences = drift(table)
+    print(f"price table {table.version or table.source} against {GenaiPrices().label} (offline)")
+    for line in format_drift(differences):
+        print(line)
+    new = sum(1 for d in differences if d.reviewed is None)
+    print(f"{len(differences)} differences, {new} not reviewed")
+    return 1 if new else 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -221,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="substring, glob or alias (e.g. gpt-4o, 'claude*')")
     _prices_option(p, "--prices", "--file")
     p.add_argument("-v", "--verbose", action="store_true", help="show aliases and sources")
+    p.add_argument(
+        "--check", action="store_true", help="list differences from genai-prices (offline)"
+    )
     p.set_defaults(func=cmd_prices)
     e = sub.add_parser("estimate", help="estimate the tokens and cost of one call")
     e.add_argument("--model", required=True)

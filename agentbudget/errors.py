@@ -72,7 +72,9 @@ class UnknownModelError(AgentBudgetError, KeyError):
             hint = f" Close matches: {', '.join(self.known)}." if self.known else ""
             message = (
                 f"No price for model {model!r}.{hint} Add one with PriceTable.with_prices("
-                "{name: ModelPrice(input=..., output=...)}) or a price file."
+                "{name: ModelPrice(input=..., output=...)}) or a price file; name a "
+                "deployment with PriceTable.with_aliases({name: model}); declare a local "
+                "model with PriceTable.with_local_models([name])."
             )
         super().__init__(message)
 

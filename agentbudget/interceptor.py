@@ -365,7 +365,11 @@ class MeteredModel(Model):
         input_pico = 0
         per_output: int | None = None
         if price is not None:
-            pico_rates = price.rates_for(input_tokens).pico_rates()[0]
+            rated = price
+            if request.settings.extra_args:  # a service tier asked for: priority costs more
+                tiered = _tier_price(price, request.settings, None)[0]
+                rated = tiered if tiered.output > price.output else price
+            pico_rates = rated.rates_for(input_tokens).pico_rates()[0]
             # the highest rate an input token can be billed at: a cache write costs more
             input_pico = input_tokens * max(
                 pico_rates["input"],
@@ -403,14 +407,28 @@ class MeteredModel(Model):
     # -- settling ----------------------------------------------------------------------
 
     async def _settle(
-        self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, streamed: bool
+        self,
+        plan: CallPlan,
+        usage: TokenUsage,
+        *,
+        estimated: bool,
+        streamed: bool,
+        service_tier: str | None = None,
     ) -> None:
         release(plan.hold)
         nanos: int | None = None
         unpriced: UnknownModelError | None = None
+        tier = service_tier or _requested_tier(plan.settings)
+        standard_rate = False
         if plan.price is not None:
             try:
-                nanos = plan.price.cost_nanos(usage, model=plan.model_name)
+                price = plan.price
+                if tier is not None:
+                    price, standard_rate = _tier_price(price, plan.settings, service_tier)
+                nanos = price.cost_nanos(usage, model=plan.model_name)
+                if service_tier is None and price is not plan.price:
+                    # asked for, not reported: never charge less than the standard rate
+                    nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
@@ -428,6 +446,10 @@ class MeteredModel(Model):
                 estimated,
                 streamed,
                 plan.degraded,
+                None if nanos is None or plan.price is None else plan.price.price_source,
+                plan.price is not None and plan.price.local,
+                tier,
+                standard_rate,
             )
         )
         if plan.reservation is not None:
@@ -598,7 +620,10 @@ class MeteredModel(Model):
                 raise error from exc
             raise
         usage, estimated = self._paid_usage(plan, response.usage, response.output, None)
-        await self._settle(plan, usage, estimated=estimated, streamed=False)
+        reported = (response.raw_usage or {}).get("service_tier")
+        await self._settle(
+            plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
+        )
         self._after_response(plan, response, usage, handoffs)
         return response
 
@@ -651,7 +676,13 @@ class MeteredModel(Model):
                     usage, estimated = self._paid_usage(
                         plan, response.usage, response.output, counter.total
                     )
-                    await self._settle(plan, usage, estimated=estimated, streamed=True)
+                    await self._settle(
+                        plan,
+                        usage,
+                        estimated=estimated,
+                        streamed=True,
+                        service_tier=_tier_name(getattr(response, "service_tier", None)),
+                    )
                     model_response = ModelResponse(
                         output=response.output,
                         usage=_agents_usage(usage),
@@ -880,6 +911,28 @@ def _chat_usage(usage: Any) -> TokenUsage | None:
         output_tokens=getattr(usage, "completion_tokens", 0) or 0,
         reasoning_tokens=getattr(completion, "reasoning_tokens", 0) or 0,
     )
+
+
+def _tier_name(value: object) -> str | None:
+    return value.lower() if isinstance(value, str) and value else None
+
+
+def _requested_tier(settings: ModelSettings) -> str | None:
+    """The service tier a call asked for (``extra_args={"service_tier": "flex"}``)."""
+    extra = settings.extra_args
+    return _tier_name(extra.get("service_tier")) if extra else None
+
+
+def _tier_price(
+    price: ModelPrice, settings: ModelSettings, reported: str | None
+) -> tuple[ModelPrice, bool]:
+    """The price of a call at the tier the response reported, else the one it asked for;
+    and whether that tier has no published rates (standard rates are used)."""
+    tier = reported or _requested_tier(settings)
+    if tier is None:
+        return price, False
+    tiered, published = price.for_service_tier(tier)
+    return tiered, not published
 
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:

@@ -58,6 +58,10 @@ class CallRecord(NamedTuple):
     estimated: bool
     streamed: bool
     degraded: str | None
+    price_source: str | None = None
+    local: bool = False
+    service_tier: str | None = None
+    priced_at_standard_rate: bool = False
 
     def to_cost(self) -> LLMCallCost:
         return LLMCallCost.model_construct(
@@ -73,6 +77,10 @@ class CallRecord(NamedTuple):
             estimated=self.estimated,
             streamed=self.streamed,
             degraded=self.degraded,
+            price_source=self.price_source,
+            local=self.local,
+            service_tier=self.service_tier,
+            priced_at_standard_rate=self.priced_at_standard_rate,
         )
 
 

@@ -36,6 +36,17 @@ class LLMCallCost(BaseModel):
     streamed: bool = False
     degraded: str | None = None
     """``"downgrade"`` or ``"cap_output"`` when a budget's degrade chain changed the call."""
+    price_source: str | None = None
+    """Where the price came from: ``"bundled 2026.11.29"``, ``"genai-prices 0.2.3"``,
+    ``"local"``, a price file, ``"with_prices"``; None when unpriced."""
+    local: bool = False
+    """A local model (Ollama, or declared with ``PriceTable.with_local_models``): $0."""
+    service_tier: str | None = None
+    """The service tier the response reported (or, when it reported none, the one asked
+    for in ``extra_args``): ``"flex"``, ``"priority"``, ``"batch"``..."""
+    priced_at_standard_rate: bool = False
+    """The service tier has no published rates for this model: priced at the standard
+    rate."""
 
     @property
     def total_tokens(self) -> int:

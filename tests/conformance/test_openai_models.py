@@ -125,13 +125,14 @@ async def test_cached_reasoning_and_cache_write_tokens_are_priced_exactly(
         1_000,
         300,
     )
-    # $4/M uncached, $0.40/M cached, $5/M written, $20/M output (reasoning included)
+    # since 2026-11-22 (the promotion ended): $5/M uncached, $0.50/M cached, $6.25/M
+    # written, $30/M output (reasoning included)
     assert (
         call.cost_usd
-        == Decimal("3000") * 4 / 10**6
-        + Decimal("2000") * Decimal("0.4") / 10**6
-        + Decimal(1000) * 5 / 10**6
-        + Decimal(500) * 20 / 10**6
+        == Decimal("3000") * 5 / 10**6
+        + Decimal("2000") * Decimal("0.5") / 10**6
+        + Decimal(1000) * Decimal("6.25") / 10**6
+        + Decimal(500) * 30 / 10**6
     )
 
 
