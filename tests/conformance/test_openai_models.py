@@ -534,10 +534,11 @@ async def test_long_retention_writes_on_the_default_table_are_priced() -> None:
         agent(server, "responses", "gpt-5.6-sol"), "hi", user="u"
     )
     (call,) = ab.report_of(result).calls
-    # no separate long-retention rate is published for OpenAI: the write rate ($5/M)
-    assert call.cost_usd == Decimal("0.004") + Decimal("0.005") + Decimal("0.0002")
+    # $5/M uncached; no separate long-retention rate is published for OpenAI, so the
+    # write rate ($6.25/M); $30/M output (the rates after the promotion)
+    assert call.cost_usd == Decimal("0.005") + Decimal("0.00625") + Decimal("0.0003")
     (row,) = await budgets.spend(user="u")
-    assert row.spent == 9_200_000  # nano-USD: the call's cost, not its held worst case
+    assert row.spent == 11_550_000  # nano-USD: the call's cost, not its held worst case
 
 
 async def test_max_output_tokens_never_sends_a_bound_past_the_limit() -> None:
