@@ -66,9 +66,10 @@ def runner_test_files(root: Path) -> list[str]:
     return found
 
 
-def run_mode(
+def start_mode(
     root: Path, mode: str, targets: list[str], out: Path, extra: list[str]
-) -> dict[str, str]:
+) -> subprocess.Popen[bytes]:
+    """Start one pytest run of ``targets`` in ``mode``; its outcomes go to ``out``."""
     env = dict(os.environ)
     env["AGENTBUDGET_SDK_MODE"] = mode
     env["AGENTBUDGET_SDK_OUTCOMES"] = str(out)
