@@ -74,3 +74,16 @@ def sdk_suite(session: nox.Session) -> None:
     session.install(*SDK_TEST_DEPS)
     work = session.create_tmp()
     session.run("python", "tests/sdk_suite/compare.py", "--work", work, *session.posargs)
+
+
+# The oldest and newest openai-agents releases in the range pyproject.toml declares
+# (agentbudget.runtime.SDK_RANGE): agentbudget patches private SDK internals.
+SDK_RANGE_ENDS = ["0.21.0", "0.24.0"]
+
+
+@nox.session
+@nox.parametrize("sdk", SDK_RANGE_ENDS)
+def sdk_range(session: nox.Session, sdk: str) -> None:
+    """Our test suite against the oldest and the newest supported openai-agents."""
+    session.install("-e", ".[dev]", f"openai-agents=={sdk}")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)

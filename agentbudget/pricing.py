@@ -231,12 +231,17 @@ class TokenUsage(BaseModel):
         """Convert one request's ``agents.Usage`` or ``RequestUsage``."""
         in_details = getattr(usage, "input_tokens_details", None)
         out_details = getattr(usage, "output_tokens_details", None)
+        cached = getattr(in_details, "cached_tokens", 0) or 0
+        writes = getattr(in_details, "cache_write_tokens", 0) or 0
+        reasoning = getattr(out_details, "reasoning_tokens", 0) or 0
+        # A total the provider left null (or short of its own details) counts at least its
+        # details, so the shapes the SDK accepts never fail the run and never price low.
         return cls(
-            input_tokens=usage.input_tokens or 0,
-            cached_input_tokens=getattr(in_details, "cached_tokens", 0) or 0,
-            cache_write_tokens=getattr(in_details, "cache_write_tokens", 0) or 0,
-            output_tokens=usage.output_tokens or 0,
-            reasoning_tokens=getattr(out_details, "reasoning_tokens", 0) or 0,
+            input_tokens=max(usage.input_tokens or 0, cached + writes),
+            cached_input_tokens=cached,
+            cache_write_tokens=writes,
+            output_tokens=max(usage.output_tokens or 0, reasoning),
+            reasoning_tokens=reasoning,
         )
 
     @classmethod
