@@ -87,6 +87,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _outcomes[report.nodeid] = outcome
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:  # a test file that cannot be imported counts as one outcome
+        _outcomes[report.nodeid] = "collection error"
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = os.environ.get("AGENTBUDGET_SDK_OUTCOMES")
     if path:

@@ -45,7 +45,6 @@ def fetch_sdk(work: Path) -> Path:
             "--no-binary",
             ":all:",
             "--no-deps",
-            "--no-build-isolation",
             f"openai-agents=={sdk_version}",
             "-d",
             str(work),
@@ -123,10 +122,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="where the sdist goes")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--only", action="append", default=[], help="keep test files whose path contains this"
+    )
     args, extra = parser.parse_known_args()
     work = args.work.resolve()
     root = fetch_sdk(work)
     files = runner_test_files(root)
+    if args.only:
+        files = [f for f in files if any(part in f for part in args.only)]
     print(f"openai-agents {version('openai-agents')}: {len(files)} test files drive Runner")
     modes = args.modes.split(",")
     results = run_modes(root, modes, files, work, "outcomes", extra)
