@@ -6,6 +6,10 @@ run loop's model resolution. A run is *governed* when ``Guard.run`` started it, 
 ``budget()`` scope is active, or when it is nested in a governed run (``Agent.as_tool``).
 Any other run goes straight to the SDK, untouched. ``uninstrument()`` restores exactly
 what was there. Both are idempotent.
+
+These are private SDK internals (listed, each with its reason, in ``_sdk_internals``), so
+agentbudget declares the ``openai-agents`` releases it is tested with (``SDK_RANGE``) and
+``instrument()`` raises ``ConfigurationError`` on an SDK that lacks one of them.
 """
 
 from __future__ import annotations
