@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests|lint|typecheck|docs|bench|demo``."""
+"""Developer sessions: ``nox -s tests|lint|typecheck|docs|bench|demo|sdk_suite|sdk_range``."""
 
 from __future__ import annotations
 
@@ -58,3 +58,42 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     install_project(session, ".")
     session.run("agentbudget", "demo")
+
+
+# What the Agents SDK's own Runner tests import beyond the SDK and pytest.
+SDK_TEST_DEPS = [
+    "pytest-mock>=3.14",
+    "inline-snapshot>=0.20.7",
+    "fakeredis>=2.31.3",
+    "aiosqlite>=0.21",
+    "sqlalchemy[asyncio]>=2.0",
+    "numpy>=2.2",
+    "fastapi>=0.110,<1",
+    "rich>=13.1",
+    "httpx>=0.27",
+]
+
+
+@nox.session
+def sdk_suite(session: nox.Session) -> None:
+    """The installed SDK's Runner tests: bare, instrumented and scoped give the same outcomes.
+
+    Downloads the SDK's sdist into the session's tmp dir; ``posargs`` go to pytest.
+    """
+    session.install("-e", ".[dev]")
+    session.install(*SDK_TEST_DEPS)
+    work = session.create_tmp()
+    session.run("python", "tests/sdk_suite/compare.py", "--work", work, *session.posargs)
+
+
+# The oldest and newest openai-agents releases in the range pyproject.toml declares
+# (agentbudget.runtime.SDK_RANGE): agentbudget patches private SDK internals.
+SDK_RANGE_ENDS = ["0.21.0", "0.24.0"]
+
+
+@nox.session
+@nox.parametrize("sdk", SDK_RANGE_ENDS)
+def sdk_range(session: nox.Session, sdk: str) -> None:
+    """Our test suite against the oldest and the newest supported openai-agents."""
+    session.install("-e", ".[dev]", f"openai-agents=={sdk}")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)

@@ -222,6 +222,8 @@ class MeteredModel(Model):
         self.agent = agent
         self.meter = meter
         self.provider = provider
+        self.swapped: list[Model] = []
+        """Models a ``Downgrade`` swapped in for this one during the run."""
 
     def __getattr__(self, item: str) -> Any:
         # Everything the SDK may ask of the model that this wrapper does not define.
@@ -238,6 +240,21 @@ class MeteredModel(Model):
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def _cleanup_on_run_end(self, owner: object) -> None:
+        # ``Model`` defines this as a no-op, so ``__getattr__`` never forwards it. The SDK
+        # calls it once per model object it resolved; one inner model may sit behind
+        # several proxies (one per agent), so each inner model is cleaned up once per run.
+        error: Exception | None = None
+        for model in (self.inner, *self.swapped):
+            if not self.meter.first_cleanup(model):
+                continue
+            try:
+                await model._cleanup_on_run_end(owner)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     # -- planning ----------------------------------------------------------------------
 
@@ -268,11 +285,17 @@ class MeteredModel(Model):
     def resolve(self, model: str | Model) -> tuple[Model, str]:
         """The ``Model`` and price name for a ``Downgrade`` target."""
         if isinstance(model, Model):
+            if model is not self.inner and not any(seen is model for seen in self.swapped):
+                self.swapped.append(model)
             name = getattr(model, "model", None)
             return model, name if isinstance(name, str) else type(model).__name__
         if self.provider is None:  # the agent's own Model instance: same class and client
-            return sibling_model(self.inner, model), model
-        return self.provider.get_model(model), model
+            resolved = sibling_model(self.inner, model)
+        else:
+            resolved = self.provider.get_model(model)
+        if not any(seen is resolved for seen in self.swapped):
+            self.swapped.append(resolved)
+        return resolved, model
 
     def plan(
         self,
@@ -709,9 +732,11 @@ class MeteredModel(Model):
                 raise error from exc
             raise
         finally:
+            # Closed in this task, as the SDK closes every layer (``aclosing``): a stream
+            # finalized in another task would leave the model's span unended.
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await asyncio.shield(aclose())
+                await aclose()
 
 
 class _DeltaCounter:

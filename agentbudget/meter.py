@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agents import Agent, RunContextWrapper, RunHooks, Tool
 from agents.items import ModelResponse, TResponseInputItem
+from agents.lifecycle import RunHooksBase
 
 from .errors import (
     AgentBudgetExceeded,
@@ -331,6 +332,15 @@ class RunMeter:
     tripped: AgentBudgetExceeded | None = None
     route: Route | None = None
     proxies: dict[tuple[int, str], Any] = field(default_factory=dict)
+    cleaned_up: list[Any] = field(default_factory=list)
+    """Models whose ``_cleanup_on_run_end`` this run has forwarded."""
+
+    def first_cleanup(self, model: Any) -> bool:
+        """True the first time ``model`` is cleaned up in this run (then never again)."""
+        if any(seen is model for seen in self.cleaned_up):
+            return False
+        self.cleaned_up.append(model)
+        return True
 
     def needs_prices(self) -> bool:
         """True when every call must be priced: a dollar limit or allowance applies."""
@@ -397,7 +407,7 @@ class RunMeter:
             route=self.route,
             outcome=outcome,
             tripped_limit=tripped_limit,
-            error=None if error is None else f"{type(error).__name__}: {error}",
+            error=None if error is None else describe_error(error),
         )
 
 
@@ -409,10 +419,19 @@ def _total_usd(records: tuple[CallRecord, ...]) -> Decimal | None:
     return nanos_to_usd(sum(priced))
 
 
+def describe_error(error: BaseException) -> str:
+    """``"Type: message"`` for a report, even when the exception's ``__str__`` raises."""
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<{type(error).__name__}: str() failed>"
+    return f"{type(error).__name__}: {message}"
+
+
 class MeterHooks(RunHooks[Any]):
     """Counts tool calls for the run, then calls the user's own hooks (never replaces them)."""
 
-    def __init__(self, meter: RunMeter, user_hooks: RunHooks[Any] | None) -> None:
+    def __init__(self, meter: RunMeter, user_hooks: RunHooksBase[Any, Any] | None) -> None:
         self.meter = meter
         self.user_hooks = user_hooks
 

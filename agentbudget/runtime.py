@@ -6,6 +6,10 @@ run loop's model resolution. A run is *governed* when ``Guard.run`` started it, 
 ``budget()`` scope is active, or when it is nested in a governed run (``Agent.as_tool``).
 Any other run goes straight to the SDK, untouched. ``uninstrument()`` restores exactly
 what was there. Both are idempotent.
+
+These are private SDK internals (listed, each with its reason, in ``_sdk_internals``), so
+agentbudget declares the ``openai-agents`` releases it is tested with (``SDK_RANGE``) and
+``instrument()`` raises ``ConfigurationError`` on an SDK that lacks one of them.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from agents import Agent, Model, RunConfig
+from agents.lifecycle import RunHooksBase
 from agents.models import get_default_model
+from agents.result import RunResultStreaming
 from agents.run import AgentRunner
-from agents.run_internal import run_loop
 
-from .errors import AgentBudgetExceeded, BudgetExhausted
+from .errors import AgentBudgetExceeded, BudgetExhausted, ConfigurationError
 from .interceptor import MeteredModel
 from .limits import Limits
 from .meter import Account, MeterHooks, RunMeter
@@ -34,6 +39,14 @@ from .report import RunReport, attach_report
 if TYPE_CHECKING:
     from .guard import Guard
     from .scope import BudgetScope
+
+try:  # a private module: instrument() says which SDK versions have it
+    from agents.run_internal import run_loop
+except ImportError:  # pragma: no cover - older or newer SDKs
+    run_loop = None  # type: ignore[assignment]
+
+SDK_RANGE = ">=0.21,<0.25"
+"""The ``openai-agents`` releases agentbudget is tested with (``pyproject.toml`` declares it)."""
 
 __all__ = [
     "add_observer",
@@ -66,9 +79,9 @@ _originals: dict[str, Any] = {}
 # What the SDK had when agentbudget was imported: a run still in flight when
 # uninstrument() is called keeps working with these.
 _sdk: dict[str, Any] = {
-    "run": AgentRunner.__dict__["run"],
-    "run_streamed": AgentRunner.__dict__["run_streamed"],
-    "get_model": run_loop.get_model,
+    "run": AgentRunner.__dict__.get("run"),
+    "run_streamed": AgentRunner.__dict__.get("run_streamed"),
+    "get_model": getattr(run_loop, "get_model", None),
 }
 _observers: list[Callable[[RunReport], None]] = []
 
@@ -95,11 +108,63 @@ def is_instrumented() -> bool:
     return bool(_originals)
 
 
+# -- the SDK internals agentbudget patches, each with its reason ---------------------------
+
+
+def _sdk_internals() -> list[tuple[str, bool]]:
+    """Each private SDK internal agentbudget relies on, and whether this SDK has it."""
+    fields = getattr(RunResultStreaming, "__dataclass_fields__", {})
+    return [
+        # Runner.run, run_sync and run_streamed all go through these: a governed run starts here.
+        ("agents.run.AgentRunner.run", callable(AgentRunner.__dict__.get("run"))),
+        ("agents.run.AgentRunner.run_streamed", callable(AgentRunner.__dict__.get("run_streamed"))),
+        # The run loop resolves each agent's model here: the MeteredModel goes in here.
+        (
+            "agents.run_internal.run_loop.get_model",
+            callable(getattr(run_loop, "get_model", None)),
+        ),
+        # A streamed run that trips its time limit stores the error where the SDK raises it.
+        ("agents.result.RunResultStreaming._stored_exception", "_stored_exception" in fields),
+        # A streamed run's report is filed when its task finishes.
+        ("agents.result.RunResultStreaming.run_loop_task", "run_loop_task" in fields),
+    ]
+
+
+def check_sdk() -> None:
+    """Raise ``ConfigurationError`` when the installed SDK lacks an internal agentbudget patches.
+
+    Raises:
+        ConfigurationError: naming the missing internal and the installed SDK version.
+    """
+    missing = [name for name, present in _sdk_internals() if not present]
+    if missing:
+        raise ConfigurationError(
+            f"agentbudget cannot govern runs with openai-agents {_sdk_version()}: it has no "
+            f"{', '.join(missing)}. agentbudget is tested with openai-agents{SDK_RANGE}; "
+            f'install one of those (pip install "openai-agents{SDK_RANGE}").'
+        )
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openai-agents")
+    except PackageNotFoundError:  # pragma: no cover - a vendored SDK
+        return "(unknown version)"
+
+
 def instrument() -> None:
-    """Route the SDK's runs through agentbudget. Idempotent; ungoverned runs are untouched."""
+    """Route the SDK's runs through agentbudget. Idempotent; ungoverned runs are untouched.
+
+    Raises:
+        ConfigurationError: the installed ``openai-agents`` lacks an internal agentbudget
+            patches (it is tested with the releases in ``SDK_RANGE``).
+    """
     with _lock:
         if _originals:
             return
+        check_sdk()
         _originals["run"] = AgentRunner.__dict__["run"]
         _originals["run_streamed"] = AgentRunner.__dict__["run_streamed"]
         _originals["get_model"] = run_loop.get_model
@@ -148,9 +213,19 @@ def propagate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 # -- model resolution ----------------------------------------------------------------------
 
 
-def model_name(agent: Agent[Any], run_config: RunConfig | None, model: Model | None = None) -> str:
-    """The name a run's call to ``agent`` is priced by, resolved as the SDK resolves models."""
-    configured: Any = run_config.model if run_config is not None else None
+def model_name(
+    agent: Agent[Any],
+    run_config: RunConfig | dict[str, Any] | None,
+    model: Model | None = None,
+) -> str:
+    """The name a run's call to ``agent`` is priced by, resolved as the SDK resolves models.
+
+    ``run_config`` may be a dict, as ``Runner.run`` accepts one.
+    """
+    if isinstance(run_config, dict):
+        configured: Any = run_config.get("model")
+    else:
+        configured = run_config.model if run_config is not None else None
     if configured is None:
         configured = agent.model
     if isinstance(configured, str):
@@ -227,8 +302,23 @@ def _begin(starting_agent: Agent[Any], kwargs: dict[str, Any]) -> RunMeter | Non
     return meter
 
 
+def _wrap_hooks(meter: RunMeter, kwargs: dict[str, Any]) -> None:
+    """Wrap the user's run hooks in ``MeterHooks``.
+
+    Only ``None`` and ``RunHooksBase`` are wrapped: anything else goes to the SDK untouched,
+    so it rejects it with its own ``TypeError`` (``AgentHooks`` passed as run hooks).
+    """
+    hooks = kwargs.get("hooks")
+    if hooks is None or isinstance(hooks, RunHooksBase):
+        kwargs["hooks"] = MeterHooks(meter, hooks)
+
+
 def _finish(meter: RunMeter, error: BaseException | None, result: Any = None) -> None:
     meter.finished_duration = time.monotonic() - meter.t0
+    # The run's models and agents must not outlive it through the meter (a report built
+    # later needs only the call records).
+    meter.proxies.clear()
+    meter.cleaned_up.clear()
     if error is None:
         outcome = "completed"
     elif isinstance(error, AgentBudgetExceeded):
@@ -294,7 +384,13 @@ class _Watchdog:
         assert task is not None
         self.task = task
         loop = asyncio.get_running_loop()
-        self.handle = loop.call_at(loop.time() + max(deadline - time.monotonic(), 0), self._fire)
+        # An empty context: a timer holds its context until its due time even when
+        # cancelled, and the run's context holds the meter, its models and agents.
+        self.handle = loop.call_at(
+            loop.time() + max(deadline - time.monotonic(), 0),
+            self._fire,
+            context=contextvars.Context(),
+        )
 
     @classmethod
     def start(cls, meter: RunMeter) -> _Watchdog | None:
@@ -322,7 +418,7 @@ async def _governed_run(
     meter = _begin(starting_agent, kwargs)
     if meter is None:
         return await original(self, starting_agent, input, **kwargs)
-    kwargs["hooks"] = MeterHooks(meter, kwargs.get("hooks"))
+    _wrap_hooks(meter, kwargs)
     token = CURRENT_RUN.set(meter)
     watchdog = _Watchdog.start(meter)
     try:
@@ -349,7 +445,7 @@ def _governed_run_streamed(
     meter = _begin(starting_agent, kwargs)
     if meter is None:
         return original(self, starting_agent, input, **kwargs)
-    kwargs["hooks"] = MeterHooks(meter, kwargs.get("hooks"))
+    _wrap_hooks(meter, kwargs)
     token = CURRENT_RUN.set(meter)
     try:
         result = original(self, starting_agent, input, **kwargs)
@@ -373,7 +469,9 @@ def _governed_run_streamed(
                 result._stored_exception = exc
             result.cancel()
 
-        timer = loop.call_later(max(deadline - time.monotonic(), 0), stop)
+        timer = loop.call_later(
+            max(deadline - time.monotonic(), 0), stop, context=contextvars.Context()
+        )
 
     def finished(_task: asyncio.Task[Any]) -> None:
         if timer is not None:
