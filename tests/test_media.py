@@ -181,12 +181,12 @@ def test_a_tier_is_never_applied_to_a_sum_of_requests() -> None:
     assert table.cost("gpt-4o", summed) > 0  # no tiers: a sum prices exactly
 
 
-def test_the_dollar_bound_holds_input_at_its_highest_rate() -> None:
+async def test_the_dollar_bound_holds_input_at_its_highest_rate() -> None:
     # claude-opus-4-5: $5/M input, $6.25/M 5-minute writes, $10/M 1-hour writes
     model = scripted_model("claude-opus-4-5", [reply("ok", input_tokens=10, output_tokens=5)])
     agent = Agent(name="a", model=model)
     limits = ab.Limits(max_cost_usd="0.01")
-    ab.Guard(limits=limits).run_sync(agent, "hi")
+    await ab.Guard(limits=limits).run(agent, "hi")
     sent = model.calls[0].model_settings.max_tokens
     estimate = estimate_call_input("claude-opus-4-5", None, [{"role": "user", "content": "hi"}])
     # $0.01 less the input at $10/M (the 1-hour write rate), at $25/M output
