@@ -66,7 +66,7 @@ def real_time_store(env: Env, **options: Any) -> Any:
 
 @pytest.mark.parametrize(
     ("lease_s", "call_s"),
-    [(0.3, 0.75), pytest.param(1.0, 2.5, marks=pytest.mark.slow, id="lease1-call2.5")],
+    [(0.6, 1.5), pytest.param(1.0, 2.5, marks=pytest.mark.slow, id="lease1-call2.5")],
 )
 async def test_calls_that_outlive_the_lease_never_admit_past_the_allowance(
     env: Env, lease_s: float, call_s: float
