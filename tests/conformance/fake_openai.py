@@ -52,6 +52,9 @@ class FakeOpenAI:
     honour_bound: bool = True
     usage: bool = True
     """Report a usage block (False: omit it, as some compatible servers do)."""
+    delta_chars: int | None = None
+    """Stream text in pieces of this many characters, splitting words and tokens (None:
+    whole words, as OpenAI streams)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Every request body received, in order."""
     billed: list[dict[str, int]] = field(default_factory=list)
@@ -192,7 +195,7 @@ class FakeOpenAI:
                 "part": part,
                 "sequence_number": next(seq),
             }
-            for delta in _chunks(text):
+            for delta in self._deltas(text):
                 yield {
                     "type": "response.output_text.delta",
                     "item_id": item["id"],
@@ -227,6 +230,9 @@ class FakeOpenAI:
         }
         kind = "response.incomplete" if cut else "response.completed"
         yield {"type": kind, "response": response, "sequence_number": next(seq)}
+
+    def _deltas(self, text: str) -> Iterator[str]:
+        return _chunks(text) if self.delta_chars is None else _split(text, self.delta_chars)
 
     # Chat Completions -------------------------------------------------------------------
 
@@ -316,13 +322,18 @@ class FakeOpenAI:
             }
 
         yield chunk({"role": "assistant", "content": ""})
-        for delta in _chunks(content or ""):
+        for delta in self._deltas(content or ""):
             yield chunk({"content": delta})
         for index, call in enumerate(tool_calls or []):
             yield chunk({"tool_calls": [{"index": index, **call}]})
         yield chunk({}, finish)
         if include_usage and self.usage:
             yield {**base, "choices": [], "usage": usage}
+
+
+def _split(text: str, size: int) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
 
 
 def _tool_tokens(turn: Turn) -> int:

@@ -565,3 +565,13 @@ async def test_a_reasoning_model_without_usage_is_charged_its_whole_bound() -> N
     assert caught.value.report is not None
     (call,) = caught.value.report.calls
     assert call.estimated and call.output_tokens == 1_000 >= server.billed[0]["output"]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("size", [1, 3, 7])
+async def test_deltas_that_split_words_are_not_counted_per_piece(api: str, size: int) -> None:
+    server = FakeOpenAI([Turn(output_tokens=300)], input_tokens=estimate(), delta_chars=size)
+    server.usage = False  # the output is what the stream counts
+    result = await run(agent(server, api), True, limits=ab.Limits(max_output_tokens=400))
+    (call,) = ab.report_of(result).calls
+    assert call.estimated and call.output_tokens == 300
