@@ -17,8 +17,7 @@ from stores_support import (
     Env,
     FakeClock,
     RedisServer,
-    delete_prefix,
-    require_redis,
+    store_env,
 )
 
 from agentbudget.interceptor import tool_schema
@@ -29,16 +28,8 @@ from agentbudget.tokens import estimate_call_input
 @pytest.fixture(params=STORE_KINDS)
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """Every store kind (Redis: skipped when unreachable, failing under CI=true)."""
-    if request.param == "redis":
-        require_redis()
-    environment = Env(request.param, tmp_path)
-    try:
+    async for environment in store_env(request.param, tmp_path):
         yield environment
-    finally:
-        for store in environment.stores:
-            await store.close()
-        if request.param == "redis":
-            await delete_prefix(environment.prefix)
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stores"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stores_support import STORE_KINDS, Env, delete_prefix, require_redis
+from stores_support import STORE_KINDS, Env, store_env
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """Every store kind (Redis: skipped when unreachable, failing under CI=true)."""
-    if request.param == "redis":
-        require_redis()
-    environment = Env(request.param, tmp_path)
-    try:
+    async for environment in store_env(request.param, tmp_path):
         yield environment
-    finally:
-        for store in environment.stores:
-            await store.close()
-        if request.param == "redis":
-            await delete_prefix(environment.prefix)

@@ -18,44 +18,30 @@ from stores_support import (
     TIMED_STORE_KINDS,
     Env,
     RedisServer,
-    delete_prefix,
     free_port,
-    require_redis,
     require_redis_server_binary,
+    store_env,
 )
-
-
-async def _env(kind: str, tmp_path: Path) -> AsyncIterator[Env]:
-    if kind == "redis":
-        require_redis()
-    env = Env(kind, tmp_path)
-    try:
-        yield env
-    finally:
-        for store in env.stores:
-            await store.close()
-        if kind == "redis":
-            await delete_prefix(env.prefix)
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """Every store kind; build stores with ``env.make(**options)``."""
-    async for value in _env(request.param, tmp_path):
+    async for value in store_env(request.param, tmp_path):
         yield value
 
 
 @pytest.fixture(params=TIMED_STORE_KINDS)
 async def timed_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     """Like ``env``, for tests that move time (Redis ones are marked slow)."""
-    async for value in _env(request.param, tmp_path):
+    async for value in store_env(request.param, tmp_path):
         yield value
 
 
 @pytest.fixture
 async def redis_env(tmp_path: Path) -> AsyncIterator[Env]:
     """The Redis store only."""
-    async for value in _env("redis", tmp_path):
+    async for value in store_env("redis", tmp_path):
         yield value
 
 
