@@ -173,9 +173,10 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway ``redis-server`` without persistence, started and stopped by a test."""
 
-    def __init__(self, binary: str, port: int) -> None:
+    def __init__(self, binary: str, port: int, *options: str) -> None:
         self.binary = binary
         self.port = port
+        self.options = options  # more redis-server options, e.g. "--requirepass", "pw"
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -191,6 +192,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -200,7 +202,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.05)

@@ -8,9 +8,7 @@ free ports, never the shared one.
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from redis.exceptions import (
     ResponseError,
     TimeoutError,
 )
-from stores_support import free_port, require_redis_server_binary
+from stores_support import RedisServer, free_port, require_redis_server_binary
 
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.stores import (
@@ -40,40 +38,18 @@ class PrivateRedis:
     """A throwaway ``redis-server`` with ``--requirepass`` on a free port."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                require_redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                PASSWORD,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.server = RedisServer(
+            require_redis_server_binary(), free_port(), "--requirepass", PASSWORD
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.server.start()
+        self.port = self.server.port
 
     def url(self, password: str | None = PASSWORD, db: str = "0") -> str:
         auth = "" if password is None else f":{password}@"
         return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")
