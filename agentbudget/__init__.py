@@ -20,11 +20,12 @@ from .errors import (
 )
 from .guard import Guard, configure
 from .limits import Limits
-from .pricing import ModelPrice, PriceTable, PriceTier, TokenUsage
+from .pricing import ModelPrice, PriceTable, PriceTier
 from .report import LLMCallCost, Route, RunReport, report_of
 from .runtime import instrument, propagate, uninstrument
 from .scope import BudgetScope, budget
 from .sinks import CostSink, JsonlSink, LogSink
+from .usage import TokenUsage
 
 __version__ = "0.1.0"
 

@@ -35,20 +35,19 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agents import Model
 from cachetools import LRUCache
 
 from .errors import BudgetExhausted, ConfigurationError, StoreUnavailable
-from .meter import MIN_OUTPUT_TOKENS
-from .money import nanos_to_usd, parse_usd, usd_to_nanos
-from .pricing import TokenUsage
+from .limits import MIN_OUTPUT_TOKENS
+from .money import affordable_output, nanos_to_usd, parse_usd, usd_to_nanos
 from .stores import (
     MAX_UNITS,
     BudgetStore,
@@ -59,9 +58,7 @@ from .stores import (
     store_from_url,
 )
 from .stores.base import MAX_SECONDS, WindowMismatch, check_id, check_seconds
-
-if TYPE_CHECKING:
-    from .interceptor import CallPlan, CallRequest, MeteredModel
+from .usage import TokenUsage
 
 __all__ = [
     "Allowance",
@@ -602,106 +599,43 @@ class Budgets:
 
     # -- the call path -----------------------------------------------------------------
 
-    async def admit(self, model: MeteredModel, request: CallRequest, plan: CallPlan) -> CallPlan:
-        """Reserve ``plan``'s worst case, degrading the call if it does not fit.
+    async def reserve_call(
+        self, user: str | None, team: str | None, tokens: int, nanos: int
+    ) -> tuple[Reservation, ReserveResult]:
+        """Reserve one call's worst case (``tokens``, ``nanos``) on every allowance.
 
-        Returns the plan to send (``plan``, or a degraded one). Every other plan's holds
-        are released: a refused or failed admission leaves no hold behind.
+        A reservation that fits is held (its lease renewed) until ``settle``; a refused
+        one holds nothing, and the result says which counter refused and what it has
+        left: the caller lowers the call's output bound or walks ``on_exhausted``.
 
         Raises:
-            BudgetExhausted: the chain ends without a fit (``Refuse``, or no steps left).
+            ConfigurationError: an allowance needs a user or team id the run lacks.
             StoreUnavailable: the store is unreachable and the policy fails closed.
         """
-        meter = model.meter
-        steps = iter(self.on_exhausted)
-        lowered = 0
-        try:
-            while True:
-                reservation, result = await self._reserve_worst(
-                    meter.user,
-                    meter.team,
-                    plan.input_estimate + plan.output_bound,
-                    plan.worst_nanos,
-                )
-                if result.ok:
-                    self._keep(reservation)
-                    plan.reservation = reservation
-                    if plan.degraded is not None:
-                        logger.info(
-                            "agentbudget: %s call of %r sent to %s",
-                            plan.degraded,
-                            meter.agent_name,
-                            plan.model_name,
-                        )
-                    return plan
-                fitting = self._output_that_fits(reservation, result, plan)
-                if (
-                    fitting is not None
-                    and self.min_output_tokens <= fitting < plan.output_bound
-                    and lowered <= len(reservation.charges)
-                ):
-                    # Lower the output bound to what the allowance leaves, as Limits do.
-                    lowered += 1
-                    model.release(plan)
-                    plan = model.plan(
-                        request,
-                        inner=plan.inner,
-                        name=plan.model_name,
-                        output_cap=fitting,
-                        degraded=plan.degraded,
-                    )
-                    plan.budget_cut = self._cut_error(reservation, result, fitting)
-                    continue
-                plan = self._degrade(model, request, plan, reservation, result, steps)
-        except BaseException:
-            model.release(plan)
-            raise
+        reservation, result = await self._reserve_worst(user, team, tokens, nanos)
+        if result.ok:
+            self._keep(reservation)
+        return reservation, result
 
-    def _degrade(
+    def output_that_fits(
         self,
-        model: MeteredModel,
-        request: CallRequest,
-        plan: CallPlan,
         reservation: Reservation,
         result: ReserveResult,
-        steps: Iterator[DegradeStep],
-    ) -> CallPlan:
-        """The next degraded plan, or raise ``BudgetExhausted`` when no step applies."""
-        for step in steps:
-            if isinstance(step, Refuse):
-                raise self._exhausted(reservation, result, refusal=step.message)
-            if isinstance(step, Downgrade):
-                inner, name = model.resolve(step.model)
-                model.release(plan)
-                return model.plan(request, inner=inner, name=name, degraded="downgrade")
-            fitting = self._output_that_fits(reservation, result, plan)
-            if fitting is None or fitting < step.max_tokens:
-                continue
-            model.release(plan)
-            return model.plan(
-                request,
-                inner=plan.inner,
-                name=plan.model_name,
-                output_cap=fitting,
-                degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
-            )
-        raise self._exhausted(reservation, result, refusal=None)
-
-    def _output_that_fits(
-        self, reservation: Reservation, result: ReserveResult, plan: CallPlan
+        *,
+        input_tokens: int,
+        input_pico: int,
+        pico_per_output: int | None,
     ) -> int | None:
-        """The largest output bound the refusing counter still has room for."""
+        """The largest output bound the counter that refused ``reservation`` has room for
+        (None: that counter does not bound output, as a dollar one with free output)."""
         assert result.refused_index is not None and result.available is not None
         unit = reservation.units[result.refused_index]
         available = result.available
         if unit == "tokens":
-            return available - plan.input_estimate
-        if not plan.pico_per_output:
-            return None
-        room = available * 1000 - plan.input_pico
-        return room // plan.pico_per_output if room > 0 else 0
+            return available - input_tokens
+        return affordable_output(available, input_pico, pico_per_output)
 
-    def _cut_error(
+    def cut_error(
         self, reservation: Reservation, result: ReserveResult, fitting: int
     ) -> Callable[[str], BudgetExhausted]:
         """The error for a response cut at the output bound an allowance left it."""
@@ -711,7 +645,7 @@ class Budgets:
             f"the {allowance.label} allowance of {reservation.subjects[index]!r} for window "
             f"{reservation.windows[index]}"
         )
-        exhausted = self._exhausted(reservation, result, refusal=None)
+        exhausted = self.exhausted(reservation, result, refusal=None)
 
         def cut(what: str) -> BudgetExhausted:
             return BudgetExhausted(
@@ -724,7 +658,7 @@ class Budgets:
 
         return cut
 
-    def _exhausted(
+    def exhausted(
         self, reservation: Reservation, result: ReserveResult, *, refusal: str | None
     ) -> BudgetExhausted:
         index = result.refused_index if result.refused_index is not None else 0

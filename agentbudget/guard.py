@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -11,24 +10,16 @@ from agents import Agent, Runner
 from agents.result import RunResult, RunResultStreaming
 
 from .budgets import Budgets
+from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
 from .limits import Limits
+from .policy import RunPolicy, set_default_policy
 from .pricing import PriceTable
-from .report import RunReport
-from .runtime import GUARD_REQUEST, GuardRequest, instrument
+from .runtime import instrument
 from .sinks import CostSink
-from .stores.base import check_id
+from .stores.base import check_optional_id
 
 __all__ = ["Guard", "configure", "default_guard"]
-
-logger = logging.getLogger("agentbudget")
-
-
-def _check_id(name: str, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigurationError(f"{name} must be a non-empty string or None, got {value!r}")
-    if value is not None:
-        check_id(name, value)  # valid Unicode: a lone surrogate cannot reach a store
 
 
 class Guard:
@@ -55,33 +46,43 @@ class Guard:
     ) -> None:
         if budgets is not None and not isinstance(budgets, Budgets):
             raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
-        self.budgets = budgets
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be an agentbudget.Limits, got {limits!r}")
         if prices is not None and not isinstance(prices, PriceTable):
             raise ConfigurationError(f"prices must be an agentbudget.PriceTable, got {prices!r}")
-        self.limits = limits or Limits()
-        self.prices = prices or PriceTable.default()
-        self.sinks = list(sinks)
-        for sink in self.sinks:
+        sinks = tuple(sinks)
+        for sink in sinks:
             if not callable(getattr(sink, "record", None)):
                 raise ConfigurationError(f"sink {sink!r} has no record(report) method")
+        self.policy = RunPolicy(
+            limits=limits or Limits(),
+            prices=prices or PriceTable.default(),
+            budgets=budgets,
+            sinks=sinks,
+        )
+        """What governs this guard's runs (frozen; each run holds the one it started with)."""
 
-    def emit(self, report: RunReport) -> None:
-        """Send a report to every sink; a failing sink is logged, the others still run."""
-        for sink in self.sinks:
-            try:
-                sink.record(report)
-            except Exception:
-                logger.exception(
-                    "agentbudget: sink %r failed to record run %s", sink, report.run_id
-                )
+    @property
+    def limits(self) -> Limits:
+        return self.policy.limits
 
-    def _request(self, user: str | None, team: str | None) -> GuardRequest:
-        _check_id("user", user)
-        _check_id("team", team)
+    @property
+    def prices(self) -> PriceTable:
+        return self.policy.prices
+
+    @property
+    def budgets(self) -> Budgets | None:
+        return self.policy.budgets
+
+    @property
+    def sinks(self) -> tuple[CostSink, ...]:
+        return self.policy.sinks
+
+    def _request(self, user: str | None, team: str | None) -> RunRequest:
+        check_optional_id("user", user)
+        check_optional_id("team", team)
         instrument()
-        return GuardRequest(guard=self, user=user, team=team)
+        return RunRequest(policy=self.policy, user=user, team=team)
 
     async def run(
         self,
@@ -157,6 +158,7 @@ def configure(
     guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks)
     with _default_lock:
         _default = guard
+        set_default_policy(guard.policy)
     return guard
 
 
@@ -166,6 +168,7 @@ def default_guard() -> Guard:
     with _default_lock:
         if _default is None:
             _default = Guard()
+            set_default_policy(_default.policy)
         return _default
 
 
@@ -174,3 +177,4 @@ def reset_default_guard() -> None:
     global _default
     with _default_lock:
         _default = None
+        set_default_policy(None)

@@ -14,40 +14,42 @@ would pass ``max_tool_calls``.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import logging
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agents import Agent, FunctionTool, Handoff, Model, ModelProvider, ModelSettings, Tool
+from agents import Agent, Handoff, Model, ModelProvider, ModelSettings, Tool
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
-from agents.models.openai_responses import OpenAIResponsesModel, OpenAIResponsesWSModel
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
+from ._sdk import paid_response_locals
+from .accounts import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, hold, release
+from .budgets import Budgets, DegradeStep, Downgrade, Refuse, Reservation
 from .errors import (
     AgentBudgetError,
     AgentBudgetExceeded,
-    ConfigurationError,
     CostLimitExceeded,
     TokenLimitExceeded,
     UnknownModelError,
 )
-from .meter import MIN_OUTPUT_TOKENS, Account, CallRecord, Hold, RunMeter, hold, release
+from .meter import RunMeter
 from .money import pico_to_nanos
-from .pricing import ModelPrice, TokenUsage
+from .pricing import ModelPrice
+from .resolution import replacement
+from .stores import ReserveResult
 from .tokens import (
     count_text,
-    count_tools_with,
     encoding_for_model,
     estimate_call_input,
     get_encoding,
     input_upper_bound,
+    request_tool_tokens,
 )
+from .usage import TokenUsage
 
 if TYPE_CHECKING:
     from openai.types.responses.response_prompt_param import ResponsePromptParam
@@ -80,27 +82,6 @@ _OUTPUT_DELTA_TYPES = frozenset(
 _TERMINAL_FAILURES = frozenset({"response.incomplete", "response.failed"})
 _warned_unpriced: set[str] = set()
 _warned_no_usage: set[str] = set()
-
-
-def tool_schema(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase) -> dict[str, Any]:
-    """The part of a tool's (or the output type's) definition that the model reads."""
-    if isinstance(tool, AgentOutputSchemaBase):
-        if tool.is_plain_text():
-            return {}
-        return {"name": tool.name(), "schema": tool.json_schema()}
-    if isinstance(tool, FunctionTool):
-        return {
-            "name": tool.name,
-            "description": tool.description,
-            "parameters": tool.params_json_schema,
-        }
-    if isinstance(tool, Handoff):
-        return {
-            "name": tool.tool_name,
-            "description": tool.tool_description,
-            "parameters": tool.input_json_schema,
-        }
-    return {"name": getattr(tool, "name", type(tool).__name__)}
 
 
 def pending_tool_calls(response: ModelResponse, handoff_names: set[str]) -> int:
@@ -186,25 +167,6 @@ class CallPlan:
         return _worst_nanos(self.input_pico, self.pico_per_output, self.output_bound)
 
 
-def sibling_model(model: Model, name: str) -> Model:
-    """``name`` served by a model of the same class and client (or settings) as ``model``."""
-    if type(model) is OpenAIResponsesWSModel:
-        options = getattr(model, "_websocket_options", None)
-        return OpenAIResponsesWSModel(name, model._client, websocket_options=options)
-    if type(model) is OpenAIResponsesModel:
-        return OpenAIResponsesModel(name, model._client)
-    if isinstance(getattr(model, "model", None), str):
-        # OpenAIChatCompletionsModel, LitellmModel and most others keep their client and
-        # settings in attributes next to ``model``: copy them, change the name.
-        sibling = copy.copy(model)
-        sibling.model = name  # type: ignore[attr-defined]
-        return sibling
-    raise ConfigurationError(
-        f"Downgrade({name!r}) cannot build a {type(model).__name__} for {name!r}: give "
-        "Downgrade a Model instance instead of a name"
-    )
-
-
 class MeteredModel(Model):
     """Wraps the model that serves one agent's calls inside a governed run."""
 
@@ -258,18 +220,9 @@ class MeteredModel(Model):
 
     # -- planning ----------------------------------------------------------------------
 
-    def _tool_tokens(self, model: str, request: CallRequest) -> int:
-        """Tokens of the tool definitions and the output schema (each count is cached while
-        its object lives)."""
-        encoding = encoding_for_model(model)[0]
-        tokens = sum(_tool_tokens(tool, encoding) for tool in (*request.tools, *request.handoffs))
-        if request.output_schema is not None:
-            tokens += _tool_tokens(request.output_schema, encoding)
-        return tokens
-
     def _price(self, name: str) -> tuple[str | None, ModelPrice | None]:
         try:
-            return self.meter.guard.prices.lookup(name)
+            return self.meter.policy.prices.lookup(name)
         except UnknownModelError:
             if self.meter.needs_prices():
                 raise
@@ -282,20 +235,13 @@ class MeteredModel(Model):
                 )
             return None, None
 
-    def resolve(self, model: str | Model) -> tuple[Model, str]:
-        """The ``Model`` and price name for a ``Downgrade`` target."""
-        if isinstance(model, Model):
-            if model is not self.inner and not any(seen is model for seen in self.swapped):
-                self.swapped.append(model)
-            name = getattr(model, "model", None)
-            return model, name if isinstance(name, str) else type(model).__name__
-        if self.provider is None:  # the agent's own Model instance: same class and client
-            resolved = sibling_model(self.inner, model)
-        else:
-            resolved = self.provider.get_model(model)
-        if not any(seen is resolved for seen in self.swapped):
-            self.swapped.append(resolved)
-        return resolved, model
+    def resolve(self, target: str | Model) -> tuple[Model, str]:
+        """The ``Model`` and price name that replace this proxy's model for ``target``
+        (a ``Downgrade``); kept so the run's end cleans it up."""
+        model, name = replacement(self.inner, target, self.provider)
+        if model is not self.inner and not any(seen is model for seen in self.swapped):
+            self.swapped.append(model)
+        return model, name
 
     def plan(
         self,
@@ -320,10 +266,12 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
-        tool_tokens = self._tool_tokens(name, request)
+        tool_tokens = request_tool_tokens(
+            name, request.tools, request.handoffs, request.output_schema
+        )
         measured: _Measure | None = None
         exact = True
-        if meter.guard.budgets is None and output_cap is None:
+        if meter.policy.budgets is None and output_cap is None:
             upper = input_upper_bound(
                 name, request.instructions, request.input, tool_tokens=tool_tokens
             )
@@ -349,7 +297,7 @@ class MeteredModel(Model):
             bound = output_cap
             binding = None  # the budget's cap, not a limit's, bounds this call
         # Whenever a limit or a reservation assumes an output bound, the request carries it.
-        if measured.limited or output_cap is not None or meter.guard.budgets is not None:
+        if measured.limited or output_cap is not None or meter.policy.budgets is not None:
             user_bound = user_output_bound(settings)
             if user_bound is None or bound < user_bound:
                 settings = with_output_bound(inner, settings, bound)
@@ -413,19 +361,115 @@ class MeteredModel(Model):
             price_key, price, input_tokens, input_pico, per_output, bound, binding, room is not None
         )
 
-    def release(self, plan: CallPlan) -> None:
-        """Drop a plan's holds (it will not be sent)."""
-        release(plan.hold)
-
     async def _prepare(self, request: CallRequest) -> CallPlan:
         plan = self.plan(request)
-        budgets = self.meter.guard.budgets
+        budgets = self.meter.policy.budgets
         if budgets is None:
             return plan
         try:
-            return await budgets.admit(self, request, plan)
+            return await self._admit(budgets, request, plan)
         except AgentBudgetExceeded as exc:
             raise self.meter.trip(exc) from None
+
+    # -- budgets: reserve, or degrade ----------------------------------------------------
+
+    async def _admit(self, budgets: Budgets, request: CallRequest, plan: CallPlan) -> CallPlan:
+        """Reserve ``plan``'s worst case on the budgets, degrading the call if it does not fit.
+
+        A call that does not fit is first sent with its output bound lowered to what every
+        allowance leaves (as ``Limits`` do); below ``budgets.min_output_tokens`` the degrade
+        chain (``on_exhausted``) applies. Returns the plan to send. Every other plan's holds
+        are released: a refused or failed admission leaves no hold behind.
+
+        Raises:
+            BudgetExhausted: the chain ends without a fit (``Refuse``, or no steps left).
+            StoreUnavailable: the store is unreachable and the policy fails closed.
+        """
+        meter = self.meter
+        steps = iter(budgets.on_exhausted)
+        lowered = 0
+        try:
+            while True:
+                reservation, result = await budgets.reserve_call(
+                    meter.user,
+                    meter.team,
+                    plan.input_estimate + plan.output_bound,
+                    plan.worst_nanos,
+                )
+                if result.ok:
+                    plan.reservation = reservation
+                    if plan.degraded is not None:
+                        logger.info(
+                            "agentbudget: %s call of %r sent to %s",
+                            plan.degraded,
+                            meter.agent_name,
+                            plan.model_name,
+                        )
+                    return plan
+                fitting = budgets.output_that_fits(
+                    reservation,
+                    result,
+                    input_tokens=plan.input_estimate,
+                    input_pico=plan.input_pico,
+                    pico_per_output=plan.pico_per_output,
+                )
+                if (
+                    fitting is not None
+                    and budgets.min_output_tokens <= fitting < plan.output_bound
+                    and lowered <= len(reservation.charges)
+                ):
+                    # Lower the output bound to what the allowance leaves, as Limits do.
+                    lowered += 1
+                    release(plan.hold)
+                    plan = self.plan(
+                        request,
+                        inner=plan.inner,
+                        name=plan.model_name,
+                        output_cap=fitting,
+                        degraded=plan.degraded,
+                    )
+                    plan.budget_cut = budgets.cut_error(reservation, result, fitting)
+                    continue
+                plan = self._degrade(budgets, request, plan, reservation, result, steps)
+        except BaseException:
+            release(plan.hold)
+            raise
+
+    def _degrade(
+        self,
+        budgets: Budgets,
+        request: CallRequest,
+        plan: CallPlan,
+        reservation: Reservation,
+        result: ReserveResult,
+        steps: Iterator[DegradeStep],
+    ) -> CallPlan:
+        """The next degraded plan, or raise ``BudgetExhausted`` when no step applies."""
+        for step in steps:
+            if isinstance(step, Refuse):
+                raise budgets.exhausted(reservation, result, refusal=step.message)
+            if isinstance(step, Downgrade):
+                inner, name = self.resolve(step.model)
+                release(plan.hold)
+                return self.plan(request, inner=inner, name=name, degraded="downgrade")
+            fitting = budgets.output_that_fits(
+                reservation,
+                result,
+                input_tokens=plan.input_estimate,
+                input_pico=plan.input_pico,
+                pico_per_output=plan.pico_per_output,
+            )
+            if fitting is None or fitting < step.max_tokens:
+                continue
+            release(plan.hold)
+            return self.plan(
+                request,
+                inner=plan.inner,
+                name=plan.model_name,
+                output_cap=fitting,
+                degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
+            )
+        raise budgets.exhausted(reservation, result, refusal=None)
 
     # -- settling ----------------------------------------------------------------------
 
@@ -457,26 +501,28 @@ class MeteredModel(Model):
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
         self.meter.record_call(
             CallRecord(
-                self.agent.name,
-                plan.model_name,
-                plan.price_key,
-                usage.input_tokens,
-                usage.cached_input_tokens,
-                usage.cache_write_tokens + usage.cache_write_1h_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-                nanos,
-                estimated,
-                streamed,
-                plan.degraded,
-                None if nanos is None or plan.price is None else plan.price.price_source,
-                plan.price is not None and plan.price.local,
-                tier,
-                standard_rate,
+                agent=self.agent.name,
+                model=plan.model_name,
+                price_key=plan.price_key,
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                nanos=nanos,
+                estimated=estimated,
+                streamed=streamed,
+                degraded=plan.degraded,
+                price_source=(
+                    None if nanos is None or plan.price is None else plan.price.price_source
+                ),
+                local=plan.price is not None and plan.price.local,
+                service_tier=tier,
+                priced_at_standard_rate=standard_rate,
             )
         )
         if plan.reservation is not None:
-            budgets = self.meter.guard.budgets
+            budgets = self.meter.policy.budgets
             assert budgets is not None
             # an unpriceable call settles at its reserved worst case, never at $0; it is
             # settled in its own task, so a cancellation of the run cannot cut it short
@@ -495,7 +541,9 @@ class MeteredModel(Model):
             plan.model_name,
             request.instructions,
             request.input,
-            tool_tokens=self._tool_tokens(plan.model_name, request),
+            tool_tokens=request_tool_tokens(
+                plan.model_name, request.tools, request.handoffs, request.output_schema
+            ),
         ).tokens
 
     async def _settle_failed(self, plan: CallPlan, output_tokens: int, *, streamed: bool) -> None:
@@ -760,28 +808,6 @@ class MeteredModel(Model):
 _PIECE_MAX = 256
 _WHITESPACE = " \t\n\r\f\v"
 
-_TOOL_TOKENS: dict[tuple[int, str], tuple[weakref.ref[Any], int]] = {}
-
-
-def _tool_tokens(tool: Tool | Handoff[Any, Any] | AgentOutputSchemaBase, encoding: str) -> int:
-    """One tool definition's tokens, cached per tool object (dropped when it is collected)."""
-    key = (id(tool), encoding)
-    cached = _TOOL_TOKENS.get(key)
-    if cached is not None and cached[0]() is tool:
-        return cached[1]
-    schema = tool_schema(tool)
-    tokens = count_tools_with(encoding, [schema]) if schema else 0
-
-    def forget(_ref: weakref.ref[Any]) -> None:
-        _TOOL_TOKENS.pop(key, None)
-
-    try:
-        ref = weakref.ref(tool, forget)
-    except TypeError:  # not weak-referenceable: count it every time
-        return tokens
-    _TOOL_TOKENS[key] = (ref, tokens)
-    return tokens
-
 
 def user_output_bound(settings: ModelSettings) -> int | None:
     """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args`` or
@@ -903,9 +929,7 @@ class _Ended:
 
         if not isinstance(exc, ModelBehaviorError):
             return None
-        tb = exc.__traceback__
-        while tb is not None:
-            local = tb.tb_frame.f_locals
+        for local in paid_response_locals(exc):
             if isinstance(local.get("usage"), CompletionUsage) and "saw_length" in local:
                 # the SDK's Chat Completions stream handler, ended by length
                 return cls(_chat_usage(local["usage"]), [], bool(local["saw_length"]))
@@ -919,7 +943,6 @@ class _Ended:
                         [choice.message.model_dump(exclude_none=True)],
                         choice.finish_reason == "length",
                     )
-            tb = tb.tb_next
         return None
 
 

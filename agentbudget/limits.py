@@ -10,7 +10,10 @@ from typing import Any
 from .errors import ConfigurationError
 from .money import parse_usd, usd_to_nanos
 
-__all__ = ["Limits"]
+__all__ = ["MIN_OUTPUT_TOKENS", "Limits"]
+
+MIN_OUTPUT_TOKENS = 16
+"""The smallest output bound a call is sent with (OpenAI rejects ``max_output_tokens`` < 16)."""
 
 _COUNT_FIELDS = (
     "max_tool_calls",

@@ -10,7 +10,14 @@ from __future__ import annotations
 import decimal
 from decimal import Decimal
 
-__all__ = ["NANOS_PER_USD", "nanos_to_usd", "parse_usd", "pico_to_nanos", "usd_to_nanos"]
+__all__ = [
+    "NANOS_PER_USD",
+    "affordable_output",
+    "nanos_to_usd",
+    "parse_usd",
+    "pico_to_nanos",
+    "usd_to_nanos",
+]
 
 NANOS_PER_USD = 10**9
 _CONTEXT = decimal.Context(
@@ -76,3 +83,15 @@ def pico_to_nanos(pico: int) -> int:
 def ceil_nanos(exact: Decimal) -> int:
     """Round an exact nano-USD amount up to a whole nano-dollar."""
     return int(exact.to_integral_value(rounding=decimal.ROUND_CEILING))
+
+
+def affordable_output(left_nanos: int, input_pico: int, pico_per_output: int | None) -> int | None:
+    """How many output tokens ``left_nanos`` pays for after an input costing ``input_pico``.
+
+    None when output is free (no rate, or a zero rate): the amount does not bound it. Never
+    negative: an input that alone costs more than what is left affords 0 output tokens.
+    Limits and allowances both bound a call's output with this.
+    """
+    if not pico_per_output:
+        return None
+    return max(left_nanos * 1000 - input_pico, 0) // pico_per_output

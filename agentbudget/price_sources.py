@@ -14,14 +14,22 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .pricing import _RATE_FIELDS, Entry, ModelPrice, PriceTier
-
-if TYPE_CHECKING:
-    from .pricing import PriceTable
+from .rates import _RATE_FIELDS, Entry, ModelPrice, PriceTier
 
 __all__ = ["Drift", "GenaiPrices", "LongTail", "drift"]
+
+
+class _Table(Protocol):
+    """What ``drift`` reads of a ``PriceTable`` (which imports this module, not the reverse)."""
+
+    drift_notes: dict[str, str]
+
+    def models(self, *, at: date | datetime | None = None) -> dict[str, ModelPrice]: ...
+
+    def aliases_of(self, model: str) -> list[str]: ...
+
 
 _KEYS = {
     "input_mtok": "input",
@@ -223,7 +231,7 @@ class Drift:
     """The table's note on this difference, when it was decided on the provider's page."""
 
 
-def drift(table: PriceTable, *, at: date | None = None) -> list[Drift]:
+def drift(table: _Table, *, at: date | None = None) -> list[Drift]:
     """Every difference between ``table``'s entries (rates in force ``at``) and genai-prices.
 
     Offline: genai-prices' bundled data snapshot is read, nothing is fetched.

@@ -19,14 +19,13 @@ without a rate is an error, never $0.
 
 from __future__ import annotations
 
-import decimal
 import difflib
 import functools
 import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from importlib import resources
@@ -38,14 +37,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from .errors import ConfigurationError, UnknownModelError
-from .money import ceil_nanos, nanos_to_usd, parse_usd, pico_to_nanos, rate_cost_nanos
+from .money import nanos_to_usd
+from .rates import (
+    _RATE_FIELDS,
+    LOCAL_PRICE,
+    Entry,
+    ModelPrice,
+    PriceTier,
+)
+from .usage import TokenUsage
 
 if TYPE_CHECKING:
     from .price_sources import LongTail
@@ -81,426 +86,8 @@ PLATFORM_SUFFIXES = ("-v1:0", "-v2:0", "-v1", "-v2")
 LOCAL_PREFIXES = ("ollama/", "ollama_chat/")
 """Names under these prefixes are local models: $0, marked local."""
 
-STANDARD_SERVICE_TIERS = frozenset({"default", "standard", "auto", "on_demand"})
-"""Service-tier names that mean the standard rates."""
-
 STALE_AFTER = timedelta(days=90)
 _warned_stale: set[tuple[str | None, date]] = set()
-
-_RATE_FIELDS = ("input", "cached_input", "cache_write_5m", "cache_write_1h", "output", "reasoning")
-
-
-def _problem(err: Any) -> str:
-    message = str(err["msg"]).removeprefix("Value error, ")
-    where = ".".join(str(part) for part in err["loc"])
-    return f"{where}: {message}" if where else message
-
-
-def _configuration_error(model: str, exc: ValidationError) -> ConfigurationError:
-    """A pydantic ``ValidationError`` as the ``ConfigurationError`` everything else raises."""
-    problems = "; ".join(_problem(err) for err in exc.errors())
-    return ConfigurationError(f"invalid {model}: {problems}")
-
-
-class _Checked(BaseModel):
-    """A model whose direct construction raises ``ConfigurationError`` for bad values."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(type(self).__name__, exc) from None
-
-    # Only direct calls go through this __init__; nested validation (a price file) keeps
-    # pydantic's errors, which name the entry and field. Same flag as pydantic's RootModel.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-
-
-def _rate(value: Any, info: Any) -> Decimal | None:
-    if value is None:
-        return None
-    return parse_usd(value, field=info.field_name)
-
-
-class _Rates(_Checked):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: Decimal
-    """Uncached input, USD per 1M tokens."""
-    output: Decimal
-    """Output (reasoning included unless ``reasoning`` is set), USD per 1M tokens."""
-    cached_input: Decimal | None = None
-    """Prompt-cache reads, USD per 1M tokens (None: the model has no cache reads)."""
-    cache_write_5m: Decimal | None = None
-    """Prompt-cache writes with the default (5 minute) lifetime, USD per 1M tokens."""
-    cache_write_1h: Decimal | None = None
-    """Prompt-cache writes with a 1 hour lifetime (Anthropic), USD per 1M tokens."""
-    reasoning: Decimal | None = None
-    """A separate rate for reasoning tokens; None when they bill as output."""
-
-    _validate_rates = field_validator(*_RATE_FIELDS, mode="before")(_rate)
-    _pico: dict[str, int] = PrivateAttr(default_factory=dict)
-    _pico_exact: bool = PrivateAttr(default=True)
-
-    def model_post_init(self, _context: Any) -> None:
-        # Rates as integer pico-USD (1e-12) per token: USD per 1M tokens x 1e6. Exact for
-        # rates with up to six decimals (every published rate); others round up here and
-        # are billed through Decimal.
-        for name in _RATE_FIELDS:
-            rate = getattr(self, name)
-            if rate is not None:
-                scaled = rate.scaleb(6)
-                whole = int(scaled.to_integral_value(rounding=decimal.ROUND_CEILING))
-                self._pico[name] = whole
-                if whole != scaled:
-                    self._pico_exact = False
-
-    def pico(self, name: str) -> int | None:
-        """A rate in integer pico-USD per token (rounded up), or None when absent."""
-        return self._pico.get(name)
-
-    def pico_rates(self) -> tuple[dict[str, int], bool]:
-        """Every present rate in pico-USD per token, and whether they are all exact."""
-        private = self.__pydantic_private__  # direct: pydantic's __getattr__ is slow
-        assert private is not None
-        return private["_pico"], private["_pico_exact"]
-
-    def _present(self) -> frozenset[str]:
-        return frozenset(name for name in _RATE_FIELDS if getattr(self, name) is not None)
-
-
-class PriceTier(_Rates):
-    """Rates that apply to a whole request whose input exceeds ``above_input_tokens``."""
-
-    above_input_tokens: int = Field(gt=0)
-
-
-class ModelPrice(_Rates):
-    """The price of one model, in ``Decimal`` USD per 1M tokens.
-
-    Rates may be given as ``str``, ``int`` or ``Decimal`` (never ``float``)::
-
-        ModelPrice(input="3", output="12", cached_input="1.50")
-    """
-
-    provider: str | None = None
-    max_output_tokens: int | None = Field(default=None, gt=0)
-    context_window: int | None = Field(default=None, gt=0)
-    tiers: tuple[PriceTier, ...] = ()
-    source: str | None = None
-    """Where the rates were read (the provider's page)."""
-    effective_from: date | None = None
-    """First UTC day these rates apply (inclusive); None: since always."""
-    effective_until: date | None = None
-    """Last UTC day these rates apply (inclusive); None: until further notice."""
-    service_tiers: dict[str, ModelPrice] = {}
-    """Rates per service tier the provider reports (``flex``, ``batch``, ``priority``).
-    In a price file a tier may be a multiplier of every rate: ``{"flex": "0.5"}``."""
-    local: bool = False
-    """A model that runs locally (Ollama, or declared with ``with_local_models``): $0."""
-    price_source: str | None = None
-    """The table the entry came from: ``"bundled 2026.11.29"``, ``"genai-prices 0.2.3"``,
-    ``"local"``, a file name; set by ``PriceTable``."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_tier_multipliers(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or not isinstance(data.get("service_tiers"), Mapping):
-            return data
-        tiers: dict[str, Any] = {}
-        for name, value in data["service_tiers"].items():
-            if isinstance(value, str | Decimal) or (
-                isinstance(value, int) and not isinstance(value, bool)
-            ):
-                tiers[name] = _scaled(data, parse_usd(value, field=f"service_tiers.{name}"))
-            else:
-                tiers[name] = value
-        return {**data, "service_tiers": {k.lower(): v for k, v in tiers.items()}}
-
-    @model_validator(mode="after")
-    def _check_tiers(self) -> ModelPrice:
-        if (
-            self.effective_from is not None
-            and self.effective_until is not None
-            and self.effective_from > self.effective_until
-        ):
-            raise ValueError(
-                f"effective_from {self.effective_from} is after effective_until "
-                f"{self.effective_until}"
-            )
-        base = self._present()
-        thresholds = [tier.above_input_tokens for tier in self.tiers]
-        if thresholds != sorted(set(thresholds)):
-            raise ValueError("tiers must have strictly increasing above_input_tokens")
-        for tier in self.tiers:
-            if tier._present() != base:
-                missing = sorted(base - tier._present())
-                extra = sorted(tier._present() - base)
-                raise ValueError(
-                    f"tier above {tier.above_input_tokens} tokens must give the same rates as "
-                    f"the model (missing {missing}, extra {extra})"
-                )
-        return self
-
-    def in_force(self, day: date) -> bool:
-        """Whether these rates apply on the UTC ``day``."""
-        return (self.effective_from is None or self.effective_from <= day) and (
-            self.effective_until is None or day <= self.effective_until
-        )
-
-    def for_service_tier(self, tier: str | None) -> tuple[ModelPrice, bool]:
-        """The price of a request served at ``tier``, and whether that tier's rates are
-        published (when not, the standard rates are returned)."""
-        if tier is None or tier.lower() in STANDARD_SERVICE_TIERS:
-            return self, True
-        price = self.service_tiers.get(tier.lower())
-        if price is None:
-            return self, False
-        return price, True
-
-    def rates_for(self, input_tokens: int) -> _Rates:
-        """The rates billed for a request with ``input_tokens`` input tokens."""
-        chosen: _Rates = self
-        for tier in self.tiers:
-            if input_tokens > tier.above_input_tokens:
-                chosen = tier
-        return chosen
-
-    def cost_nanos(self, usage: TokenUsage, *, model: str = "this model") -> int:
-        """The cost of one request in whole nano-USD, rounded up."""
-        rates = self.rates_for(usage.input_tokens)
-        pico_rates, pico_exact = rates.pico_rates()
-        pico = 0
-        exact = Decimal(0)
-        for bucket, tokens in usage.buckets(separate_reasoning=rates.reasoning is not None):
-            if tokens == 0:
-                continue
-            rate = getattr(rates, bucket)
-            if rate is None and bucket == "cache_write_1h" and rates.cache_write_5m is not None:
-                # no separate long-retention rate published (OpenAI): the write rate
-                bucket, rate = "cache_write_5m", rates.cache_write_5m
-            if rate is None:
-                raise UnknownModelError(
-                    model,
-                    detail=(
-                        f"{tokens} {bucket} tokens have no rate for {model}; add "
-                        f"'{bucket}' to its price entry"
-                    ),
-                )
-            if pico_exact:
-                pico += tokens * pico_rates[bucket]
-            else:
-                exact += rate_cost_nanos(tokens, rate)
-        if pico_exact:
-            return pico_to_nanos(pico)
-        return ceil_nanos(exact)
-
-    def cost(self, usage: TokenUsage | Usage) -> Decimal:
-        """The cost of ``usage`` (one request, or every request of an ``agents.Usage``).
-
-        Raises:
-            ConfigurationError: ``usage`` sums several requests without per-request
-                entries and this model has long-context tiers (see ``per_request``).
-        """
-        return nanos_to_usd(
-            sum(self.cost_nanos(u) for u in TokenUsage.per_request(usage, tiered=bool(self.tiers)))
-        )
-
-
-class TokenUsage(_Checked):
-    """Provider-neutral token usage of one LLM request.
-
-    ``input_tokens`` counts every input token, cached and cache-written ones included;
-    ``output_tokens`` counts every output token, reasoning included (as OpenAI reports).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input_tokens: int = Field(default=0, ge=0)
-    cached_input_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
-    """Tokens written to the prompt cache with the default (5 minute) lifetime."""
-    cache_write_1h_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    reasoning_tokens: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _check_subsets(self) -> TokenUsage:
-        inside = self.cached_input_tokens + self.cache_write_tokens + self.cache_write_1h_tokens
-        if inside > self.input_tokens:
-            raise ValueError(
-                f"cached ({self.cached_input_tokens}) + cache-write ({self.cache_write_tokens} + "
-                f"{self.cache_write_1h_tokens}) tokens exceed input_tokens ({self.input_tokens})"
-            )
-        if self.reasoning_tokens > self.output_tokens:
-            raise ValueError(
-                f"reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens "
-                f"({self.output_tokens})"
-            )
-        return self
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def buckets(self, *, separate_reasoning: bool) -> Iterator[tuple[str, int]]:
-        """Disjoint ``(rate name, tokens)`` pairs that sum to input + output tokens."""
-        writes = self.cache_write_tokens + self.cache_write_1h_tokens
-        yield "input", self.input_tokens - self.cached_input_tokens - writes
-        yield "cached_input", self.cached_input_tokens
-        yield "cache_write_5m", self.cache_write_tokens
-        yield "cache_write_1h", self.cache_write_1h_tokens
-        if separate_reasoning:
-            yield "output", self.output_tokens - self.reasoning_tokens
-            yield "reasoning", self.reasoning_tokens
-        else:
-            yield "output", self.output_tokens
-
-    def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(
-            **{name: getattr(self, name) + getattr(other, name) for name in type(self).model_fields}
-        )
-
-    @classmethod
-    def from_agents_usage(cls, usage: Any) -> TokenUsage:
-        """Convert one request's ``agents.Usage`` or ``RequestUsage``; never raises.
-
-        The usage shapes providers really send are normalised here, in one place: a null
-        count is 0, cached and cache-written tokens are clamped into the input and
-        reasoning tokens into the output (a provider that reports more cached tokens than
-        input is believed about the input). Cache writes with a long retention (OpenAI's
-        ``ttl_12h_tokens``, Anthropic's 1-hour writes) are their own bucket.
-        """
-        in_details = getattr(usage, "input_tokens_details", None)
-        out_details = getattr(usage, "output_tokens_details", None)
-        write_details = getattr(in_details, "cache_write_tokens_details", None)
-        input_tokens = _count(getattr(usage, "input_tokens", 0))
-        output_tokens = _count(getattr(usage, "output_tokens", 0))
-        cached = _count(getattr(in_details, "cached_tokens", 0))
-        writes = _count(getattr(in_details, "cache_write_tokens", 0))
-        long_writes = _count(getattr(write_details, "ttl_12h_tokens", 0))
-        return cls.normalised(
-            input_tokens=input_tokens,
-            cached_input_tokens=cached,
-            cache_write_tokens=max(writes - long_writes, 0),
-            cache_write_1h_tokens=long_writes,
-            output_tokens=output_tokens,
-            reasoning_tokens=_count(getattr(out_details, "reasoning_tokens", 0)),
-        )
-
-    @classmethod
-    def normalised(
-        cls,
-        *,
-        input_tokens: int = 0,
-        cached_input_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        cache_write_1h_tokens: int = 0,
-        output_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> TokenUsage:
-        """A ``TokenUsage`` from counts as a provider reported them; never raises.
-
-        Negative counts are 0. Subsets larger than their total raise the total: a
-        provider that says 3 tokens were cached was sent at least 3, and one that says 40
-        reasoning tokens were produced produced at least 40.
-        """
-        cached = max(cached_input_tokens, 0)
-        writes = max(cache_write_tokens, 0)
-        long_writes = max(cache_write_1h_tokens, 0)
-        reasoning = max(reasoning_tokens, 0)
-        return cls.model_construct(
-            input_tokens=max(input_tokens, cached + writes + long_writes, 0),
-            cached_input_tokens=cached,
-            cache_write_tokens=writes,
-            cache_write_1h_tokens=long_writes,
-            output_tokens=max(output_tokens, reasoning, 0),
-            reasoning_tokens=reasoning,
-        )
-
-    @property
-    def is_empty(self) -> bool:
-        """No tokens at all: what SDK adapters return when a provider omits usage."""
-        return self.input_tokens == 0 and self.output_tokens == 0
-
-    @classmethod
-    def per_request(cls, usage: TokenUsage | Usage, *, tiered: bool = False) -> list[TokenUsage]:
-        """Split usage into one ``TokenUsage`` per request (tiers and rounding are per request).
-
-        Raises:
-            ConfigurationError: when ``tiered`` and ``usage`` sums several requests but
-                has no ``request_usage_entries``: a tier applies to one request's input,
-                never to a sum, so such a total cannot be priced exactly.
-        """
-        if isinstance(usage, TokenUsage):
-            return [usage]
-        if isinstance(usage, Usage):
-            total = cls.from_agents_usage(usage)
-            entries = [cls.from_agents_usage(entry) for entry in usage.request_usage_entries]
-            uncovered = (usage.requests or 0) - len(entries)
-            if tiered and entries and uncovered > 1:
-                raise ConfigurationError(
-                    f"this usage sums {usage.requests} requests but has per-request entries "
-                    f"for only {len(entries)}: the other {uncovered} cannot be priced one by "
-                    "one, and the model's price has long-context tiers that apply per request "
-                    "(price each request's usage, or pass one TokenUsage per request)"
-                )
-            if not entries:
-                if tiered and (usage.requests or 0) > 1:
-                    raise ConfigurationError(
-                        f"this usage sums {usage.requests} requests without per-request "
-                        "entries, and the model's price has long-context tiers that apply "
-                        "per request: price each request's usage (the run's "
-                        "context_wrapper.usage keeps request_usage_entries, or pass one "
-                        "TokenUsage per request)"
-                    )
-                return [total]
-            # Entries may not cover the totals (a Usage built by hand, then add()ed to):
-            # whatever they miss is priced as one more request, never dropped.
-            covered = sum(entries[1:], entries[0])
-            rest = {
-                name: max(getattr(total, name) - getattr(covered, name), 0)
-                for name in cls.model_fields
-            }
-            if any(rest.values()):
-                writes = rest["cache_write_tokens"] + rest["cache_write_1h_tokens"]
-                rest["cached_input_tokens"] = min(
-                    rest["cached_input_tokens"], max(rest["input_tokens"] - writes, 0)
-                )
-                rest["reasoning_tokens"] = min(rest["reasoning_tokens"], rest["output_tokens"])
-                entries.append(cls(**rest))
-            return entries
-        raise TypeError(f"usage must be agents.Usage or TokenUsage, got {type(usage).__name__}")
-
-
-def _count(value: Any) -> int:
-    """A token count as a provider sent it: None, a float or garbage count as 0."""
-    if value.__class__ is int:
-        return max(int(value), 0)
-    try:
-        return max(int(value or 0), 0)
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
-def _scaled(data: Mapping[str, Any], factor: Decimal) -> dict[str, Any]:
-    """The rates of a price entry (and its long-context tiers) multiplied by ``factor``."""
-
-    def scale(rates: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            name: None if rates.get(name) is None else parse_usd(rates[name], field=name) * factor
-            for name in _RATE_FIELDS
-            if name in rates
-        }
-
-    scaled = scale(data)
-    scaled["tiers"] = [
-        {**scale(tier), "above_input_tokens": tier["above_input_tokens"]}
-        if isinstance(tier, Mapping)
-        else {**scale(tier.model_dump()), "above_input_tokens": tier.above_input_tokens}
-        for tier in data.get("tiers") or ()
-    ]
-    return scaled
 
 
 class _PriceFile(BaseModel):
@@ -558,20 +145,6 @@ class _FileEntry(ModelPrice):
 
 
 _PriceFile.model_rebuild()
-
-
-Entry = ModelPrice | tuple[ModelPrice, ...]
-"""A table entry: one price, or dated rate sets (sorted, never overlapping)."""
-
-LOCAL_PRICE = ModelPrice(
-    input=Decimal(0),
-    output=Decimal(0),
-    cached_input=Decimal(0),
-    cache_write_5m=Decimal(0),
-    cache_write_1h=Decimal(0),
-    local=True,
-    price_source="local",
-)
 
 
 _EPOCH = date(1970, 1, 1).toordinal()

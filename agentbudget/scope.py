@@ -25,12 +25,13 @@ from contextvars import Token
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from .accounts import Account
+from .current import SCOPES, ScopeFrame
 from .errors import ConfigurationError
 from .limits import Limits
-from .meter import Account
 from .report import RunReport
-from .runtime import SCOPES, instrument
-from .stores.base import check_id
+from .runtime import instrument
+from .stores.base import check_optional_id
 
 __all__ = ["BudgetScope", "budget"]
 
@@ -44,10 +45,19 @@ class BudgetScope:
         self.limits = limits
         self.user = user
         self.team = team
-        self.account = Account(limits, name="budget() scope")
-        self.reports: list[RunReport] = []
-        self._token: Token[tuple[BudgetScope, ...]] | None = None
+        self._frame = ScopeFrame(Account(limits, name="budget() scope"), user, team)
+        self._token: Token[tuple[ScopeFrame, ...]] | None = None
         self._entered = False
+
+    @property
+    def account(self) -> Account:
+        """The scope's counters and limits."""
+        return self._frame.account
+
+    @property
+    def reports(self) -> list[RunReport]:
+        """The report of every run that finished in the scope, in order."""
+        return self._frame.reports
 
     # -- what the scope has counted --------------------------------------------------------
 
@@ -86,8 +96,8 @@ class BudgetScope:
             )
         self._entered = True
         instrument()
-        self.account = Account(self.limits, name="budget() scope")
-        self._token = SCOPES.set((*SCOPES.get(), self))
+        self._frame = ScopeFrame(Account(self.limits, name="budget() scope"), self.user, self.team)
+        self._token = SCOPES.set((*SCOPES.get(), self._frame))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -148,9 +158,6 @@ def budget(
         max_cost_usd=max_cost_usd,
         max_seconds=max_seconds,
     )
-    for name, value in (("user", user), ("team", team)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
-        if value is not None:
-            check_id(name, value)  # valid Unicode: a lone surrogate cannot reach a store
+    check_optional_id("user", user)
+    check_optional_id("team", team)
     return BudgetScope(limits, user=user, team=team)

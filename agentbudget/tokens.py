@@ -19,12 +19,15 @@ import gzip
 import hashlib
 import json
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import tiktoken
+from agents import FunctionTool, Handoff
+from agents.agent_output import AgentOutputSchemaBase
 
 from . import media
 
@@ -345,3 +348,62 @@ def _approximated(tokens: int, family: str | None) -> int:
     if family is None:
         return tokens
     return -(-int(tokens * APPROXIMATION_FACTOR[family] * 1000) // 1000)
+
+
+# -- tool definitions -----------------------------------------------------------------
+
+
+def tool_schema(tool: Any) -> dict[str, Any]:
+    """The part of a tool's (or the output type's) definition that the model reads."""
+    if isinstance(tool, AgentOutputSchemaBase):
+        if tool.is_plain_text():
+            return {}
+        return {"name": tool.name(), "schema": tool.json_schema()}
+    if isinstance(tool, FunctionTool):
+        return {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.params_json_schema,
+        }
+    if isinstance(tool, Handoff):
+        return {
+            "name": tool.tool_name,
+            "description": tool.tool_description,
+            "parameters": tool.input_json_schema,
+        }
+    return {"name": getattr(tool, "name", type(tool).__name__)}
+
+
+_TOOL_TOKENS: dict[tuple[int, str], tuple[weakref.ref[Any], int]] = {}
+
+
+def tool_tokens(tool: Any, encoding: str) -> int:
+    """One tool definition's tokens, cached per tool object (dropped when it is collected)."""
+    key = (id(tool), encoding)
+    cached = _TOOL_TOKENS.get(key)
+    if cached is not None and cached[0]() is tool:
+        return cached[1]
+    schema = tool_schema(tool)
+    tokens = count_tools_with(encoding, [schema]) if schema else 0
+
+    def forget(_ref: weakref.ref[Any]) -> None:
+        _TOOL_TOKENS.pop(key, None)
+
+    try:
+        ref = weakref.ref(tool, forget)
+    except TypeError:  # not weak-referenceable: count it every time
+        return tokens
+    _TOOL_TOKENS[key] = (ref, tokens)
+    return tokens
+
+
+def request_tool_tokens(
+    model: str, tools: Iterable[Any], handoffs: Iterable[Any], output_schema: Any = None
+) -> int:
+    """Tokens of a request's tool and handoff definitions and its output schema (each
+    count cached while its object lives)."""
+    encoding = encoding_for_model(model)[0]
+    tokens = sum(tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
+    if output_schema is not None:
+        tokens += tool_tokens(output_schema, encoding)
+    return tokens

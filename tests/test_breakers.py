@@ -51,7 +51,7 @@ def faithful_loop(output_tokens: int) -> Any:
     it, and at most the output bound the call was sent with."""
     from agents.testing import ModelStep
 
-    from agentbudget.interceptor import tool_schema
+    from agentbudget.tokens import tool_schema
 
     def respond(call: Any) -> Any:
         schemas = [tool_schema(t) for t in call.tools]

@@ -10,13 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from agents import Agent, ModelSettings
+from agents import Agent
 from agents.usage import Usage
 from pydantic import BaseModel
 
 import agentbudget as ab
 from agentbudget import media
-from agentbudget.interceptor import MeteredModel
 from agentbudget.pricing import PriceTable, TokenUsage
 from agentbudget.testing import reply, scripted_model
 from agentbudget.tokens import estimate_call_input
@@ -134,17 +133,14 @@ def test_the_output_schema_is_counted() -> None:
         sources: list[str]
         confidence: float
 
-    plain = Agent(name="a", model=scripted_model("gpt-4o", []))
     typed = Agent(name="a", model=scripted_model("gpt-4o", []), output_type=Answer)
     from agents.agent_output import AgentOutputSchema
 
-    from agentbudget.interceptor import CallRequest
+    from agentbudget.tokens import request_tool_tokens
 
-    meter: Any = type("M", (), {})()
-    proxy = MeteredModel(plain.model, name="gpt-4o", agent=plain, meter=meter)  # type: ignore[arg-type]
     schema = AgentOutputSchema(Answer)
-    bare = proxy._tool_tokens("gpt-4o", CallRequest(None, "hi", ModelSettings(), [], []))
-    counted = proxy._tool_tokens("gpt-4o", CallRequest(None, "hi", ModelSettings(), [], [], schema))
+    bare = request_tool_tokens("gpt-4o", [], [])
+    counted = request_tool_tokens("gpt-4o", [], [], schema)
     assert bare == 0 and counted > 40
     assert typed.output_type is Answer
 

@@ -92,7 +92,7 @@ async def test_the_runs_limits_stop_a_sub_run_in_a_worker_thread() -> None:
 
 
 def test_propagate_into_a_thread_pool_keeps_each_calls_context_apart() -> None:
-    from agentbudget.runtime import SCOPES
+    from agentbudget.current import SCOPES
 
     seen: list[int] = []
 

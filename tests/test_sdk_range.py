@@ -12,13 +12,13 @@ from agents.run import AgentRunner
 from agents.run_internal import run_loop
 
 import agentbudget as ab
-from agentbudget import runtime
+from agentbudget import _sdk, runtime
 
 SDK_VERSION = version("openai-agents")
 
 
 def test_the_installed_sdk_has_every_internal_agentbudget_patches() -> None:
-    assert [name for name, present in runtime._sdk_internals() if not present] == []
+    assert [name for name, present in _sdk.internals() if not present] == []
     runtime.check_sdk()
 
 

@@ -105,6 +105,11 @@ def check_id(name: str, value: object) -> str:
     return value
 
 
+def check_optional_id(name: str, value: object) -> str | None:
+    """``check_id`` for an id that may be omitted (None)."""
+    return None if value is None else check_id(name, value)
+
+
 def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float if it is a number of seconds, at most ``MAX_SECONDS``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

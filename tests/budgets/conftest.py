@@ -20,9 +20,8 @@ from stores_support import (
     store_env,
 )
 
-from agentbudget.interceptor import tool_schema
 from agentbudget.testing import reply, tool_call
-from agentbudget.tokens import estimate_call_input
+from agentbudget.tokens import estimate_call_input, tool_schema
 
 
 @pytest.fixture(params=STORE_KINDS)

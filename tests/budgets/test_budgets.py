@@ -195,7 +195,7 @@ def test_sibling_model_keeps_class_and_client() -> None:
     from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
     from agents.models.openai_responses import OpenAIResponsesWSModel
 
-    from agentbudget.interceptor import sibling_model
+    from agentbudget.resolution import sibling_model
 
     client = _chat_completions_client([])
     for cls in (OpenAIResponsesModel, OpenAIResponsesWSModel, OpenAIChatCompletionsModel):

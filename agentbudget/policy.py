@@ -1,0 +1,128 @@
+"""``RunPolicy``: what governs a run, frozen when the run starts; and the stage interface.
+
+``Guard`` and ``configure()`` build a policy; every governed run holds the policy it
+started with (``RunMeter.policy``), so per-run state never reaches back into the facade.
+A policy names the per-run limits, the price table, the budgets, where reports go
+(sinks, behind one dispatcher) and the *stages* of the governed run pipeline.
+
+A stage is one capability on the run path (the response cache, the router, context
+budgets): ``pipeline.GovernedRun`` calls each configured stage's ``begin`` before the
+SDK runs and its ``finish`` with the run's report. A policy without stages runs none:
+an unconfigured capability costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agents import Agent
+
+from .budgets import Budgets
+from .limits import Limits
+from .pricing import PriceTable
+from .report import RunReport
+from .sinks import CostSink
+
+__all__ = ["RunPolicy", "Stage", "StageRun", "default_policy", "set_default_policy"]
+
+logger = logging.getLogger("agentbudget")
+
+
+class StageRun(Protocol):
+    """What a stage sees of (and may change in) the run it is part of."""
+
+    agent: Agent[Any]
+    """The starting agent: a stage may replace it (a router's clone with another model)."""
+    input: Any
+    """The run's input: a stage may replace it."""
+    kwargs: dict[str, Any]
+    """The other ``Runner`` arguments (``run_config``, ``context``, ``max_turns``...): a
+    stage may change them (a context budget composes ``call_model_input_filter``)."""
+    streamed: bool
+    """True for ``run_streamed``: ``begin`` must then finish synchronously."""
+    replay: Any
+    """Set by a stage to a result to return instead of running the SDK (a cache hit)."""
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def team(self) -> str | None: ...
+
+    @property
+    def policy(self) -> RunPolicy: ...
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """One capability on the governed run path.
+
+    ``begin(run)`` runs once, before the SDK, in the order the policy lists stages: it may
+    change ``run.agent``, ``run.input`` and ``run.kwargs`` or set ``run.replay``. It may
+    return an awaitable, which ``Runner.run`` and ``run_sync`` await before the SDK
+    starts; ``run_streamed`` returns its result synchronously, so there a stage that
+    returns an awaitable is an error (``ConfigurationError``) unless it handles
+    ``run.streamed`` itself. ``finish(run, report, result)`` runs once the run's report is
+    final (``result`` is None when the run raised); it must not raise (an exception is
+    logged, the other consumers still run).
+    """
+
+    def begin(self, run: StageRun) -> Awaitable[None] | None: ...
+
+    def finish(self, run: StageRun, report: RunReport, result: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunPolicy:
+    """Everything that governs a run. Built by ``Guard`` and ``configure()``; frozen."""
+
+    limits: Limits = field(default_factory=Limits)
+    prices: PriceTable = field(default_factory=PriceTable.default)
+    budgets: Budgets | None = None
+    sinks: tuple[CostSink, ...] = ()
+    stages: tuple[Stage, ...] = ()
+
+    def deliver(self, report: RunReport) -> None:
+        """Send a report to every sink; a failing sink is logged, the others still run."""
+        for sink in self.sinks:
+            try:
+                sink.record(report)
+            except Exception:
+                logger.exception(
+                    "agentbudget: sink %r failed to record run %s", sink, report.run_id
+                )
+
+    @property
+    def needs_prices(self) -> bool:
+        """True when every call must be priced: a dollar limit or a dollar allowance."""
+        return self.limits.max_cost_nanos is not None or (
+            self.budgets is not None and self.budgets.needs_prices
+        )
+
+
+_default_lock = threading.Lock()
+_default: RunPolicy | None = None
+
+
+def default_policy() -> RunPolicy:
+    """The policy of runs governed only by ``budget()`` scopes or observers (``configure()``
+    sets it; a policy with no limits, the default price table and no budgets otherwise)."""
+    global _default
+    policy = _default
+    if policy is not None:
+        return policy
+    with _default_lock:
+        if _default is None:
+            _default = RunPolicy()
+        return _default
+
+
+def set_default_policy(policy: RunPolicy | None) -> None:
+    """Replace the default policy (None: back to the built-in one, made when next asked)."""
+    global _default
+    with _default_lock:
+        _default = policy
