@@ -211,7 +211,11 @@ class GovernedRun:
         """``AgentRunner.run_streamed`` under this run's policy; the report is final when
         the stream's task finishes."""
         for stage in self.meter.policy.stages:
-            if stage.begin(self) is not None:
+            pending = stage.begin(self)
+            if pending is not None:
+                close = getattr(pending, "close", None)
+                if close is not None:
+                    close()  # a coroutine never awaited: closed, not left to warn
                 raise ConfigurationError(
                     f"stage {stage!r} returned an awaitable for a streamed run; "
                     "Runner.run_streamed starts synchronously, so its begin() must too"
