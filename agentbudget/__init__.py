@@ -24,7 +24,7 @@ from .pricing import ModelPrice, PriceTable, PriceTier, TokenUsage
 from .report import LLMCallCost, Route, RunReport, report_of
 from .runtime import instrument, propagate, uninstrument
 from .scope import BudgetScope, budget
-from .sinks import CostSink, JsonlSink, LogSink
+from .sinks import CostSink, JsonlSink, LogSink, OTelSink, PostgresLedger, SQLiteLedger
 
 __version__ = "0.1.0"
 
@@ -48,11 +48,14 @@ __all__ = [
     "Limits",
     "LogSink",
     "ModelPrice",
+    "OTelSink",
+    "PostgresLedger",
     "PriceTable",
     "PriceTier",
     "Refuse",
     "Route",
     "RunReport",
+    "SQLiteLedger",
     "StoreUnavailable",
     "TimeLimitExceeded",
     "TokenLimitExceeded",

@@ -260,3 +260,13 @@ async def test_postgres_default_schema_is_the_search_path(schema: str) -> None:
     await ledger.record(realistic())
     assert sql(f'SELECT run_id FROM "{schema}".ab_runs') == [("run-realistic",)]
     assert [r.run_id for r in await ledger.runs()] == ["run-realistic"]
+
+
+def test_postgres_driver_is_imported_only_when_a_postgres_ledger_is_made() -> None:
+    code = (
+        "import sys, agentbudget as ab\n"
+        "assert 'psycopg' not in sys.modules\n"
+        "ab.PostgresLedger('postgresql://127.0.0.1/x')\n"
+        "assert 'psycopg' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
