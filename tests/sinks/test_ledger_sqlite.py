@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import runpy
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from agentbudget.sinks.ledger._common import CALL_COLUMNS, RUN_COLUMNS
 from agentbudget.testing import reply, scripted_model
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 
 
 @pytest.fixture
@@ -298,3 +301,24 @@ async def test_a_guard_writes_each_run_to_the_ledger(ledger: SQLiteLedger) -> No
         30,
         6,
     )
+
+
+def test_the_example_totals_equal_the_exact_sums_of_its_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six runs, two models, three users: the ledger's totals are the reports' sums."""
+    module = runpy.run_path(str(ROOT / "examples" / "ledger.py"))
+    reports = asyncio.run(module["main"](tmp_path / "spend.db"))
+    assert len(reports) == 6 and {r.user for r in reports} == {"alice", "bob", "carol"}
+    ledger = SQLiteLedger(tmp_path / "spend.db")
+    by_user = {row.key: row.cost_usd for row in ledger.summary(by="user")}
+    by_model = {row.key: row.cost_usd for row in ledger.summary(by="model")}
+    for user in ("alice", "bob", "carol"):
+        assert by_user[user] == sum((r.cost_usd for r in reports if r.user == user), Decimal(0))
+    for model in ("gpt-4o", "gpt-4o-mini"):
+        assert by_model[model] == sum(
+            (r.cost_by_model().get(model, Decimal(0)) for r in reports), Decimal(0)
+        )
+    assert by_model == {"gpt-4o": Decimal("0.0315"), "gpt-4o-mini": Decimal("0.00054")}
+    assert "total: $0.032040000 over 6 runs" in capsys.readouterr().out
+    ledger.close()
