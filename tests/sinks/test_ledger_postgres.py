@@ -27,6 +27,7 @@ import agentbudget as ab
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.sinks.ledger import SCHEMA_VERSION, PostgresLedger, SQLiteLedger
 from agentbudget.sinks.ledger._common import GROUPS
+from agentbudget.sinks.ledger.postgres import APPLICATION_NAME
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (extra postgres)")
 
@@ -270,3 +271,48 @@ def test_postgres_driver_is_imported_only_when_a_postgres_ledger_is_made() -> No
         "assert 'psycopg' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_postgres_a_connection_killed_mid_batch_writes_nothing_and_the_retry_lands_once(
+    ledger: PostgresLedger, schema: str
+) -> None:
+    await ledger.migrate()
+    batch = [run("a", (call(),)), run("b", (call(),)), run("contended", (call(),))]
+    # Another session inserts "contended" and does not commit: the ledger's batch waits
+    # on that row after writing a and b; then its connection is killed.
+    blocker = await psycopg.AsyncConnection.connect(URL)
+    try:
+        await blocker.execute(
+            f'INSERT INTO "{schema}".ab_runs (run_id, started_at, agent, outcome, llm_calls, '
+            "unpriced_calls, tool_calls, tool_names, input_tokens, output_tokens, "
+            "total_tokens, duration_s, cache_hit, saved_nanos) VALUES ('contended', now(), "
+            "'x', 'completed', 0, 0, 0, '[]', 0, 0, 0, 0, false, 0)"
+        )
+        write = asyncio.create_task(ledger.record_batch(batch))
+        waiting: list[tuple[Any, ...]] = []
+        for _ in range(200):
+            waiting = sql(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock' AND query LIKE %s",
+                APPLICATION_NAME,
+                f'%"{schema}".ab_runs%',
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 1, "the batch never waited on the contended row"
+        sql("SELECT pg_terminate_backend(%s)", waiting[0][0])
+        with pytest.raises(StoreUnavailable):
+            await write
+        await blocker.rollback()
+    finally:
+        await blocker.close()
+    assert sql(f'SELECT COUNT(*) FROM "{schema}".ab_runs') == [(0,)]  # a and b rolled back
+    await ledger.record_batch(batch)  # the dispatcher's retry
+    await ledger.record_batch(batch)
+    assert sql(f'SELECT run_id FROM "{schema}".ab_runs ORDER BY run_id') == [
+        ("a",),
+        ("b",),
+        ("contended",),
+    ]
+    assert sql(f'SELECT COUNT(*) FROM "{schema}".ab_llm_calls') == [(3,)]

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["PostgresLedger"]
 
 _T = TypeVar("_T")
+APPLICATION_NAME = "agentbudget-ledger"
+"""The ``application_name`` of the ledger's connections (see ``pg_stat_activity``)."""
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 # Each step takes the schema from the previous version to the next (index = version - 1);
@@ -379,7 +381,9 @@ class PostgresLedger:
         pg = self._pg
         try:
             conn = await pg.AsyncConnection.connect(
-                self.url, connect_timeout=max(1, round(self.connect_timeout_s))
+                self.url,
+                connect_timeout=max(1, round(self.connect_timeout_s)),
+                application_name=APPLICATION_NAME,
             )
         except pg.Error as exc:
             raise self._translate(exc) from exc
