@@ -4,6 +4,7 @@ Circuit breakers that stop a run before it spends, an exact price table, and a c
 report for every run.
 """
 
+from ._version import __version__
 from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
 from .errors import (
     AgentBudgetError,
@@ -24,10 +25,8 @@ from .pricing import ModelPrice, PriceTable, PriceTier
 from .report import LLMCallCost, Route, RunReport, report_of
 from .runtime import instrument, propagate, uninstrument
 from .scope import BudgetScope, budget
-from .sinks import CostSink, JsonlSink, LogSink
+from .sinks import CostSink, JsonlSink, LogSink, OTelSink, PostgresLedger, SQLiteLedger
 from .usage import TokenUsage
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AgentBudgetError",
@@ -49,11 +48,14 @@ __all__ = [
     "Limits",
     "LogSink",
     "ModelPrice",
+    "OTelSink",
+    "PostgresLedger",
     "PriceTable",
     "PriceTier",
     "Refuse",
     "Route",
     "RunReport",
+    "SQLiteLedger",
     "StoreUnavailable",
     "TimeLimitExceeded",
     "TokenLimitExceeded",

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "values",
         {
             "_format",
+            "_version",
             "_validation",
             "errors",
             "money",

@@ -31,6 +31,9 @@ DOCUMENTED = {
     "CostSink",
     "LogSink",
     "JsonlSink",
+    "SQLiteLedger",
+    "PostgresLedger",
+    "OTelSink",
     # errors
     "AgentBudgetError",
     "AgentBudgetExceeded",

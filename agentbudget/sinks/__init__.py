@@ -1,4 +1,5 @@
-"""Where run reports go: the ``CostSink`` protocol, logging and JSONL sinks."""
+"""Where run reports go: the ``CostSink`` protocol, logging and JSONL sinks, the SQLite and
+PostgreSQL ledgers and OpenTelemetry metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..report import RunReport
+from .ledger import PostgresLedger, SpendRow, SQLiteLedger
+from .otel import OTelSink
 
-__all__ = ["CostSink", "JsonlSink", "LogSink"]
+__all__ = [
+    "CostSink",
+    "JsonlSink",
+    "LogSink",
+    "OTelSink",
+    "PostgresLedger",
+    "SQLiteLedger",
+    "SpendRow",
+]
 
 
 @runtime_checkable
