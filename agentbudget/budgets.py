@@ -21,7 +21,8 @@ settle the store cannot take is kept and retried until it lands (``drain()`` wai
 it). When a reservation does not fit, the degrade chain
 runs in order: ``Downgrade`` re-plans the call on a cheaper model, ``CapOutput`` shrinks
 the output bound (not below its floor) until it fits, ``Refuse`` raises
-``BudgetExhausted`` with its message.
+``BudgetExhausted`` with its message. This module reserves, settles and says what a
+refused counter has left; the interceptor (next to call planning) walks the chain.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ allow, so a provider that honours the bound cannot overshoot. While a response
 streams it counts output tokens from the deltas and stops the stream the moment a
 limit would be crossed. After the response it charges the actual usage, priced with
 the model that served it, and refuses to let a batch of tool calls run when the batch
-would pass ``max_tool_calls``.
+would pass ``max_tool_calls``. With budgets, it reserves the call's worst case and,
+when that does not fit, lowers the output bound or walks the degrade chain
+(``_admit``); the replacement model comes from ``resolution``.
 """
 
 from __future__ import annotations
