@@ -21,15 +21,18 @@ import threading
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# Only modules that do not import the Agents SDK: pytest loads this plugin in every run
+# wherever agentbudget is installed. The SDK (through .errors and .runtime) is imported by
+# the code paths that use it: the agent_costs fixture, a marked test, a bad bound.
 from ._format import plural, usd_rate
-from .errors import ConfigurationError
 from .money import nanos_to_usd, parse_usd, usd_to_nanos
-from .report import RunReport
-from .runtime import add_observer, is_instrumented, remove_observer, uninstrument
+
+if TYPE_CHECKING:
+    from .report import RunReport
 
 __all__ = ["MARKER", "AgentCosts", "record_costs"]
 
@@ -83,6 +86,8 @@ class CostBounds:
         Raises:
             ConfigurationError: naming the keyword and what to write instead.
         """
+        from .errors import ConfigurationError
+
         parsed: dict[str, Any] = {}
         for measure in _MEASURES:
             keyword = names[measure.label]
@@ -290,6 +295,8 @@ def record_costs() -> Iterator[AgentCosts]:
     Registers an observer with ``add_observer`` and removes it on exit, even on error;
     if agentbudget was not instrumented before, it is uninstrumented again on exit.
     """
+    from .runtime import add_observer, is_instrumented, remove_observer, uninstrument
+
     costs = AgentCosts()
     was_instrumented = is_instrumented()
     observer = costs.record
@@ -321,6 +328,8 @@ def agent_costs(request: pytest.FixtureRequest) -> Iterator[AgentCosts]:
 
 
 def _parse_marker(mark: pytest.Mark) -> CostBounds:
+    from .errors import ConfigurationError
+
     if mark.args:
         raise ConfigurationError(f"it takes keyword arguments only ({', '.join(_MARKER_KWS)})")
     unknown = sorted(set(mark.kwargs) - set(_MARKER_KWS))
@@ -337,8 +346,13 @@ def _marker_bounds(item: pytest.Item) -> CostBounds | None:
 
     A misconfigured marker fails the test's setup (it errors, and its body does not run).
     """
+    marks = list(item.iter_markers(MARKER))
+    if not marks:
+        return None  # unmarked tests (most) import nothing more
+    from .errors import ConfigurationError
+
     bounds: CostBounds | None = None
-    for mark in item.iter_markers(MARKER):
+    for mark in marks:
         try:
             parsed = _parse_marker(mark)
         except ConfigurationError as exc:

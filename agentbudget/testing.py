@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from agents import Agent
+from agents.handoffs import Handoff
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
 from openai.types.responses import (
@@ -33,11 +35,19 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
+from .errors import ConfigurationError
+from .guard import default_guard
+from .money import parse_usd
+from .pricing import PriceTable, TokenUsage
+
 __all__ = [
     "NamedScriptedModel",
+    "agent_costing",
     "handoff_call",
+    "input_tokens_costing",
     "long_stream",
     "reply",
+    "scripted_agent",
     "scripted_model",
     "tool_call",
     "tool_loop",
@@ -111,8 +121,6 @@ def handoff_call(
     target: Agent[Any], *, input_tokens: int = 100, output_tokens: int = 10, **details: int
 ) -> ModelStep:
     """A step that hands off to ``target`` (the SDK's default ``transfer_to_<name>`` tool)."""
-    from agents.handoffs import Handoff
-
     tool_name = Handoff.default_tool_name(target)
     return tool_call(
         tool_name, "{}", input_tokens=input_tokens, output_tokens=output_tokens, **details
@@ -206,12 +214,6 @@ def long_stream(
 
 # -- agents with a known cost (for cost tests) -----------------------------------------------
 
-from decimal import Decimal  # noqa: E402
-
-from .errors import ConfigurationError  # noqa: E402
-from .money import parse_usd  # noqa: E402
-from .pricing import PriceTable, TokenUsage  # noqa: E402
-
 
 def scripted_agent(
     name: str, steps: Iterable[Any], *, model: str = "gpt-4o", **agent_kwargs: Any
@@ -235,8 +237,6 @@ def input_tokens_costing(
         ConfigurationError: when no whole number of tokens costs exactly ``usd``.
         UnknownModelError: when ``model`` has no price.
     """
-    from .guard import default_guard  # the guard imports the instrumentation
-
     try:
         amount = parse_usd(usd, field="usd")
     except ValueError as exc:
@@ -298,6 +298,3 @@ def agent_costing(
         )
     replies = [reply(text, input_tokens=tokens, output_tokens=0) for _ in range(runs)]
     return scripted_agent(name, replies, model=model, **agent_kwargs)
-
-
-__all__ += ["agent_costing", "input_tokens_costing", "scripted_agent"]

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from agents import set_tracing_disabled
+from helpers.loops import close_thread_loop
 
 import agentbudget as ab
 from agentbudget.guard import reset_default_guard
@@ -24,17 +25,5 @@ def _isolated() -> Iterator[None]:
 @pytest.fixture
 def close_sdk_loop() -> Iterator[None]:
     """``Runner.run_sync`` leaves the thread's default event loop open by design; close it."""
-    import asyncio
-    import warnings
-
     yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:
-            return
-    if not loop.is_running():
-        loop.close()
-    policy.set_event_loop(None)
+    close_thread_loop()

@@ -10,32 +10,18 @@ from typing import Any
 import pytest
 from agents import Agent, ModelSettings, Runner
 from agents.testing import ModelStep
-from conftest import billed
-from stores_support import Env, FakeClock, RedisServer, free_port, require_redis_server_binary
+from helpers.billing import QUESTION, agent, billed, est
+from helpers.stores_support import (
+    Env,
+    FakeClock,
+    RedisServer,
+    free_port,
+    require_redis_server_binary,
+)
 
 import agentbudget as ab
 from agentbudget.budgets import counter_key, parse_allowance
 from agentbudget.testing import reply, scripted_model
-from agentbudget.tokens import estimate_call_input
-
-QUESTION = "What is the refund policy?"
-
-
-def est(model: str = "gpt-4o", text: str = QUESTION) -> int:
-    return estimate_call_input(model, None, [{"role": "user", "content": text}]).tokens
-
-
-def agent(
-    model: str = "gpt-4o", output_tokens: int = 100, bound: int | None = 100, steps: int = 1
-) -> Agent[Any]:
-    return Agent(
-        name="support",
-        model=scripted_model(
-            model,
-            [ModelStep.respond(billed(model, output_tokens=output_tokens)) for _ in range(steps)],
-        ),
-        model_settings=ModelSettings(max_tokens=bound),
-    )
 
 
 def budgets(env: Env, *allowances: ab.Allowance, **kwargs: Any) -> ab.Budgets:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, ModelSettings
-from stores_support import REDIS_URL, Env, delete_prefix, require_redis
+from helpers.stores_support import REDIS_URL, Env, delete_prefix, require_redis
 
 import agentbudget as ab
 from agentbudget.budgets import counter_key

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from agents import Agent, ModelSettings
 from agents.testing import ModelStep
-from conftest import billed
-from faults import SlowProxy, pause_writes
-from stores_support import Env, RedisServer
+from helpers.billing import billed
+from helpers.faults import SlowProxy, pause_writes
+from helpers.stores_support import Env, RedisServer
 
 import agentbudget as ab
 from agentbudget.errors import StoreUnavailable

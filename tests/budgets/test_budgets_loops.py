@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stores_support import Env, RedisServer, free_port, require_redis_server_binary
-from test_budgets import QUESTION, agent, est
+from helpers.billing import QUESTION, agent, est
+from helpers.loops import close_thread_loop
+from helpers.stores_support import Env, RedisServer, free_port, require_redis_server_binary
 
 import agentbudget as ab
 
@@ -18,19 +18,6 @@ import agentbudget as ab
 def _store(env: Env) -> Any:
     # 4 threads connect at once on a shared, busy CI machine: a generous connect timeout
     return env.make(**({"connect_timeout_s": 10.0} if env.kind == "redis" else {}))
-
-
-def _close_thread_loop() -> None:
-    """``Runner.run_sync`` leaves the thread's default loop open by design: close it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:
-            return
-    loop.close()
-    policy.set_event_loop(None)
 
 
 # Runner.run_sync shuts down the async generators of its thread's loop after each run but
@@ -64,7 +51,7 @@ def test_run_sync_from_4_threads_x_5_runs_has_exact_totals(env: Env) -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)
         finally:
-            _close_thread_loop()
+            close_thread_loop()
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -130,7 +117,7 @@ def test_fail_open_from_threads_journals_every_run_and_replays_exactly(tmp_path:
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)
         finally:
-            _close_thread_loop()
+            close_thread_loop()
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stores_support import free_port
-from test_budgets import QUESTION, agent
-from test_stores_redis_misconfig import PASSWORD, PrivateRedis
+from helpers.billing import QUESTION, agent
+from helpers.stores_support import PASSWORD, PrivateRedis, free_port
 
 import agentbudget as ab
 

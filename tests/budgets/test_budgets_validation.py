@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from stores_support import Env
-from test_budgets import QUESTION, agent
+from helpers.billing import QUESTION, agent
+from helpers.stores_support import Env
 
 import agentbudget as ab
 from agentbudget.money import usd_to_nanos

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from agents import Agent, ModelSettings
 from agents.testing import ModelStep
-from conftest import billed
-from stores_support import Env, FakeClock, RedisServer
+from helpers.billing import billed
+from helpers.stores_support import Env, FakeClock, RedisServer
 
 import agentbudget as ab
 from agentbudget.budgets import _window

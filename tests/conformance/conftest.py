@@ -1,17 +1,13 @@
-"""The conformance suite drives the SDK's real OpenAI model classes over a fake server."""
+"""The conformance suite drives the SDK's real OpenAI model classes over a fake server
+(``helpers.fake_openai``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stores"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stores_support import STORE_KINDS, Env, store_env
+from helpers.stores_support import STORE_KINDS, Env, store_env
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, ModelBehaviorError, ModelSettings, function_tool
-from fake_openai import FakeOpenAI, Turn, text_of
+from helpers.fake_openai import FakeOpenAI, Turn, text_of
 
 import agentbudget as ab
 from agentbudget.pricing import PriceTable, TokenUsage

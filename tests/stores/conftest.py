@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from faults import private_redis_server
-from stores_support import (
+from helpers.faults import private_redis_server
+from helpers.stores_support import (
     STORE_KINDS,
     TIMED_STORE_KINDS,
     Env,

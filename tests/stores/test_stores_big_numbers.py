@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from stores_support import Env
+from helpers.stores_support import Env
 
 from agentbudget.errors import ConfigurationError
 from agentbudget.stores import MAX_UNITS, Charge, CounterState

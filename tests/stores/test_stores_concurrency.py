@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from stores_support import REDIS_URL, Env, delete_prefix, require_redis
+from helpers.stores_support import REDIS_URL, Env, delete_prefix, require_redis
 
 import agentbudget
 from agentbudget.stores import Charge, CounterState, store_from_url

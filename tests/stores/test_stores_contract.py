@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from stores_support import STORE_KINDS, Env
+from helpers.stores_support import STORE_KINDS, Env
 
 from agentbudget.errors import ConfigurationError
 from agentbudget.stores import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from helpers.stores_support import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stores_support import FakeClock
 
 from agentbudget.errors import ConfigurationError
 from agentbudget.stores import BaseStore, Charge, MemoryStore, SQLiteStore

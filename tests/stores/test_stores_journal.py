@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from stores_support import FakeClock, RedisServer
+from helpers.journal_support import C, Flaky, FlakyRecorder, live_entries
+from helpers.stores_support import FakeClock, RedisServer
 
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.stores import (
@@ -20,82 +20,12 @@ from agentbudget.stores import (
     RedisStore,
     ReserveResult,
 )
-from agentbudget.stores.journal import decode_record
-
-
-class Flaky:
-    """A store that can be switched off: then every call raises StoreUnavailable.
-
-    It implements the protocol only (no ``record``), like a store a user brings.
-    """
-
-    def __init__(self, inner: MemoryStore) -> None:
-        self.inner = inner
-        self.url = "flaky://"
-        self.down = False
-        self.calls = 0
-
-    def _check(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise StoreUnavailable("down", url=self.url)
-
-    async def reserve(
-        self, charges: Sequence[Charge], *, reservation_id: str, lease_s: float
-    ) -> ReserveResult:
-        self._check()
-        return await self.inner.reserve(charges, reservation_id=reservation_id, lease_s=lease_s)
-
-    async def settle(self, reservation_id: str, actual: Sequence[int]) -> None:
-        self._check()
-        await self.inner.settle(reservation_id, actual)
-
-    async def release(self, reservation_id: str) -> None:
-        self._check()
-        await self.inner.release(reservation_id)
-
-    async def state(self, key: str) -> CounterState:
-        self._check()
-        return await self.inner.state(key)
-
-    async def reset(self, key: str) -> None:
-        self._check()
-        await self.inner.reset(key)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-class FlakyRecorder(Flaky):
-    """A flaky store with the ``record`` capability (like the shipped ones)."""
-
-    async def record(
-        self, reservation_id: str, charges: Sequence[Charge], actual: Sequence[int]
-    ) -> bool:
-        self._check()
-        return await self.inner.record(reservation_id, charges, actual)
 
 
 @pytest.fixture(params=[FlakyRecorder, Flaky], ids=["recorder", "protocol-only"])
 def flaky(request: pytest.FixtureRequest) -> Flaky:
     flaky: Flaky = request.param(MemoryStore(clock=FakeClock()))
     return flaky
-
-
-def _lines(path: Path) -> list[dict[str, object]]:
-    """The live entries of a journal file (added and not yet marked done)."""
-    entries: dict[object, dict[str, object]] = {}
-    for line in path.read_bytes().splitlines():
-        record = decode_record(line)
-        if record["op"] == "add":
-            entries[record["entry"]] = record
-        else:
-            for entry in record["entries"]:
-                entries.pop(entry, None)
-    return list(entries.values())
-
-
-C = [Charge("user", 100, 40, 3600), Charge("global", 1000, 40, None)]
 
 
 async def test_while_up_it_is_the_inner_store(flaky: Flaky, tmp_path: Path) -> None:
@@ -122,7 +52,7 @@ async def test_while_down_it_admits_and_journals_then_replays_every_unit(
     await store.settle("before", [10, 11])
     await store.settle("local", [200, 201])  # more than any limit: it was spent
     await store.release("forgotten-by-store")  # nothing to journal
-    assert [e["reservation_id"] for e in _lines(path)] == ["before", "local"]
+    assert [e["reservation_id"] for e in live_entries(path)] == ["before", "local"]
     assert await store.pending_entries() == 2
     with pytest.raises(StoreUnavailable):
         await store.replay()
@@ -133,7 +63,7 @@ async def test_while_down_it_admits_and_journals_then_replays_every_unit(
     assert await store.replay() == 2
     assert await store.state("user") == CounterState(210, 0)  # the hold is settled too
     assert await store.state("global") == CounterState(212, 0)
-    assert _lines(path) == []
+    assert live_entries(path) == []
     assert await store.replay() == 0
     assert await store.state("user") == CounterState(210, 0)
 
@@ -180,7 +110,7 @@ async def test_reserve_replays_the_journal_first(flaky: Flaky, tmp_path: Path) -
     flaky.down = False
     refused = await store.reserve([Charge("user", 100, 20, 3600)], reservation_id="b", lease_s=30)
     assert (refused.ok, refused.available) == (False, 10)  # the journaled 90 counted
-    assert _lines(path) == []
+    assert live_entries(path) == []
 
 
 async def test_a_journal_left_by_a_dead_process_is_replayed_by_the_next(
@@ -214,7 +144,7 @@ async def test_an_id_the_store_never_knew_goes_to_the_rejected_file(
     (rejected,) = (tmp_path / "j.jsonl.rejected").read_text().splitlines()
     assert json.loads(rejected)["reservation_id"] == "never-reserved-anywhere"
     assert "no reservation" in json.loads(rejected)["error"]
-    assert _lines(path) == []
+    assert live_entries(path) == []
 
 
 async def test_a_release_while_down_is_not_journaled_and_the_lease_frees_it(
@@ -260,7 +190,7 @@ async def test_redis_outage_spend_is_journaled_and_replayed_exactly(
             assert (await store.reserve(C, reservation_id=f"down{i}", lease_s=60)).ok
             await store.settle(f"down{i}", [10 + i, 20 + i])
         await store.settle("held", [7, 8])
-        assert len(_lines(path)) == 6
+        assert len(live_entries(path)) == 6
         with pytest.raises(StoreUnavailable):
             await store.replay()
 
@@ -272,7 +202,7 @@ async def test_redis_outage_spend_is_journaled_and_replayed_exactly(
         spent_global = sum(20 + i for i in range(5)) + 8
         assert await store.state("user") == CounterState(spent_user, 0)
         assert await store.state("global") == CounterState(spent_global, 0)
-        assert _lines(path) == []
+        assert live_entries(path) == []
 
         path.write_text(backup)  # crash before truncation: replay again
         assert await JournalingStore(inner, path).replay() == 6

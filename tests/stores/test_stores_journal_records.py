@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from stores_support import START, FakeClock
-from test_stores_journal import C, Flaky, FlakyRecorder, _lines
+from helpers.journal_support import C, Flaky, FlakyRecorder, live_entries
+from helpers.stores_support import START, FakeClock
 
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.stores import Charge, CounterState, JournalingStore, MemoryStore
@@ -58,7 +58,7 @@ async def test_a_torn_last_record_is_moved_aside_and_the_next_entry_is_kept(
     await restarted.reserve(C, reservation_id="b", lease_s=30)
     await restarted.settle("b", [77, 77])  # this entry must not be swallowed by the torn one
     assert path.read_bytes().startswith(whole)
-    assert [e["reservation_id"] for e in _lines(path)] == ["a", "b"]
+    assert [e["reservation_id"] for e in live_entries(path)] == ["a", "b"]
     (rejected,) = (tmp_path / "j.jsonl.rejected").read_bytes().splitlines()
     assert b'"reservation_id":"torn"' not in rejected and len(rejected) == 25
 
@@ -105,7 +105,7 @@ async def test_a_malformed_record_never_blocks_the_others(tmp_path: Path, bad: b
     assert (await store.reserve([Charge("user", 100, 1, 3600)], reservation_id="c", lease_s=30)).ok
     assert await store.state("user") == CounterState(20, 1)  # both replayed first
     assert (tmp_path / "j.jsonl.rejected").read_bytes() == bad.rstrip(b"\n") + b"\n"
-    assert _lines(path) == []
+    assert live_entries(path) == []
 
 
 async def test_an_altered_record_goes_aside_without_its_neighbours(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ async def test_applied_entries_are_marked_done_so_a_crash_mid_replay_does_not_re
     dies = DiesAfterOneEntry(flaky.inner)
     with pytest.raises(StoreUnavailable):
         await JournalingStore(dies, path).replay()
-    assert [e["reservation_id"] for e in _lines(path)] == ["b", "c"]
+    assert [e["reservation_id"] for e in live_entries(path)] == ["b", "c"]
     flaky.down = False
     restarted = JournalingStore(flaky, path)
     assert await restarted.replay() == 2
@@ -170,7 +170,7 @@ def test_the_file_is_compacted_so_it_does_not_grow_with_done_entries(
         assert entry is not None
         journal.remove([entry])
         assert len(path.read_bytes().splitlines()) <= 1 + 2 * 17
-    assert [e["reservation_id"] for e in _lines(path)] == ["kept"]
+    assert [e["reservation_id"] for e in live_entries(path)] == ["kept"]
     assert [e.reservation_id for e in Journal(path, clock=time.time).entries()] == ["kept"]
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from helpers.stores_support import Env, RedisServer, free_port
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
-from stores_support import Env, RedisServer, free_port
 
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.stores import Charge, CounterState, RedisStore, store_from_url

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import redis
-from stores_support import RedisServer
+from helpers.stores_support import RedisServer
 
 from agentbudget.stores import Charge, CounterState, RedisStore
 

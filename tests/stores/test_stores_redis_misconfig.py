@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.stores_support import PASSWORD, PrivateRedis, free_port
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
@@ -20,7 +21,6 @@ from redis.exceptions import (
     ResponseError,
     TimeoutError,
 )
-from stores_support import RedisServer, free_port, require_redis_server_binary
 
 from agentbudget.errors import ConfigurationError, StoreUnavailable
 from agentbudget.stores import (
@@ -30,26 +30,6 @@ from agentbudget.stores import (
     StoreConfigurationError,
     store_from_url,
 )
-
-PASSWORD = "s3cret-pw"
-
-
-class PrivateRedis:
-    """A throwaway ``redis-server`` with ``--requirepass`` on a free port."""
-
-    def __init__(self) -> None:
-        self.server = RedisServer(
-            require_redis_server_binary(), free_port(), "--requirepass", PASSWORD
-        )
-        self.server.start()
-        self.port = self.server.port
-
-    def url(self, password: str | None = PASSWORD, db: str = "0") -> str:
-        auth = "" if password is None else f":{password}@"
-        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 @pytest.fixture(scope="module")

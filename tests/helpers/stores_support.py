@@ -213,3 +213,24 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+PASSWORD = "s3cret-pw"
+
+
+class PrivateRedis:
+    """A throwaway ``redis-server`` with ``--requirepass PASSWORD`` on a free port."""
+
+    def __init__(self) -> None:
+        self.server = RedisServer(
+            require_redis_server_binary(), free_port(), "--requirepass", PASSWORD
+        )
+        self.server.start()
+        self.port = self.server.port
+
+    def url(self, password: str | None = PASSWORD, db: str = "0") -> str:
+        auth = "" if password is None else f":{password}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        self.server.stop()

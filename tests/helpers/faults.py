@@ -1,7 +1,7 @@
 """Failure injection for the store tests: a private Redis, write pauses, a slow link.
 
 Never point these at the shared server: ``pause_writes`` refuses a server that was not
-started by :class:`stores_support.RedisServer` (it checks the port against the ones
+started by :class:`helpers.stores_support.RedisServer` (it checks the port against the ones
 started here).
 
 * :func:`private_redis_server`: a ``redis-server`` on a free port, no persistence, one
@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from stores_support import RedisServer, free_port, require_redis_server_binary
+from helpers.stores_support import RedisServer, free_port, require_redis_server_binary
 
 _PRIVATE_PORTS: set[int] = set()
 
