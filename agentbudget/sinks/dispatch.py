@@ -36,6 +36,7 @@ import inspect
 import logging
 import math
 import os
+import queue
 import random
 import threading
 import time
@@ -77,15 +78,90 @@ class ChannelStats:
     failing: bool
 
 
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return  # the waiting task was cancelled (close): the result has nowhere to go
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class _Runner:
+    """A daemon thread that makes one target's synchronous calls, one at a time.
+
+    A sync sink blocks only its own thread, so a slow or hung one holds up nobody else,
+    and a sink is always called from the same thread (SQLite connections need that).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, Any] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Call ``fn(*args)`` in this runner's thread (from the worker's loop)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        self._calls.put((fn, args, loop, fut))
+        return fut
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, args, loop, fut = item
+            try:
+                ok, value = True, fn(*args)
+            except Exception as exc:
+                ok, value = False, exc
+            except BaseException as exc:  # never leave the worker waiting for an answer
+                ok, value = False, RuntimeError(f"{type(exc).__name__} in a sink call")
+            try:
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+            except RuntimeError:  # the worker's loop is closed: nobody waits any more
+                pass
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+
+
+def _is_async(fn: Callable[..., Any] | None) -> bool:
+    return fn is not None and (
+        inspect.iscoroutinefunction(fn)
+        or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
+def _record_each(
+    fn: Callable[[Any], Any], batch: list[Any], start: int
+) -> tuple[int, Exception | None, Any]:
+    """Call ``fn`` on ``batch[start:]`` in a runner: ``(done, error, awaitable)``; stops at
+    an error, or at a result that must be awaited on the loop."""
+    for i in range(start, len(batch)):
+        try:
+            result = fn(batch[i])
+        except Exception as exc:
+            return i, exc, None
+        if inspect.isawaitable(result):
+            return i, None, result
+    return len(batch), None, None
+
+
 class _Channel:
     """One target's queue and counters. Fields are guarded by the dispatcher's lock,
     except ``batch``'s contents, which only the channel's task touches."""
 
     __slots__ = (
+        "async_many",
+        "async_one",
         "attempts",
         "batch",
         "batch_seq",
-        "closer",
         "deliver",
         "delivered",
         "drop_logged_at",
@@ -96,6 +172,7 @@ class _Channel:
         "one",
         "queue",
         "retry",
+        "runner",
         "target",
         "waiter",
     )
@@ -123,7 +200,9 @@ class _Channel:
         self.failures = 0
         self.attempts = 0  # consecutive failed calls
         self.drop_logged_at = -math.inf
-        self.closer: Callable[[], Any] | None = None
+        self.async_one = _is_async(one)
+        self.async_many = _is_async(many)
+        self.runner: _Runner | None = None
 
     @property
     def end(self) -> int:
@@ -360,27 +439,44 @@ class EventDispatcher:
             await self._deliver(ch)
             await asyncio.sleep(0)  # let the other channels run between batches
 
+    def _runner(self, ch: _Channel) -> _Runner:
+        if ch.runner is None:
+            label = getattr(ch.target, "__qualname__", None) or type(ch.target).__name__
+            ch.runner = _Runner(f"{self.name}:{label}")
+        return ch.runner
+
     async def _deliver(self, ch: _Channel) -> None:
         batch = ch.batch
         done = 0
         error: Exception | None = None
         try:
             if ch.deliver is not None:
-                result = ch.deliver(list(batch))
+                if ch.async_many:
+                    result = ch.deliver(list(batch))
+                else:
+                    result = await self._runner(ch).call(ch.deliver, list(batch))
                 if inspect.isawaitable(result):
                     await result
                 done = len(batch)
             else:
                 assert ch.one is not None
-                for item in batch:
-                    result = ch.one(item)
-                    if inspect.isawaitable(result):
-                        await result
-                    done += 1
+                while done < len(batch):
+                    if ch.async_one:
+                        await ch.one(batch[done])
+                        done += 1
+                        continue
+                    done, error, pending = await self._runner(ch).call(
+                        _record_each, ch.one, batch, done
+                    )
+                    if error is not None:
+                        break
+                    if pending is not None:
+                        await pending
+                        done += 1
         except Exception as exc:
             error = exc
-            if not ch.retry:
-                done += 1  # a callback's event is not retried: move past it
+        if error is not None and not ch.retry:
+            done += 1  # a callback's event is not retried: move past it
         with self._lock:
             ch.batch = batch[done:]
             ch.batch_seq += done
@@ -405,8 +501,7 @@ class EventDispatcher:
                     exc_info=error,
                 )
             if ch.retry:
-                delay = min(self._retry_max_s, self._retry_initial_s * 2 ** (attempts - 1))
-                await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
+                await asyncio.sleep(self._backoff_s(attempts))
         elif attempts:
             logger.warning(
                 "agentbudget: %s recovered after %d failed call%s",
@@ -414,6 +509,13 @@ class EventDispatcher:
                 attempts,
                 "" if attempts == 1 else "s",
             )
+
+    def _backoff_s(self, attempts: int) -> float:
+        """The pause after ``attempts`` consecutive failures: ``retry_initial_s`` doubling
+        up to ``retry_max_s``, of which a random half is jitter (so that processes that
+        failed together do not retry together)."""
+        delay = min(self._retry_max_s, self._retry_initial_s * 2.0 ** min(attempts - 1, 64))
+        return delay / 2 + random.uniform(0, delay / 2)
 
     def _progress(self) -> None:
         """Wake the flushes that are done (lock held)."""
@@ -518,7 +620,8 @@ class EventDispatcher:
             return False
         return flushed and closed
 
-    def _closers(self) -> list[Callable[[], Any]]:
+    def _closers(self) -> list[tuple[Callable[[], Any], _Channel]]:
+        """Each target's ``aclose``/``close`` with the channel whose thread calls it."""
         return []
 
     def _begin_close(self, timeout: float) -> concurrent.futures.Future[bool] | None:
@@ -562,14 +665,20 @@ class EventDispatcher:
         if lost:
             clean = False
             logger.warning("agentbudget: %s closed with %d undelivered record(s)", self.name, lost)
-        for closer in self._closers():
+        for closer, ch in self._closers():
             try:
-                result = closer()
+                if _is_async(closer):
+                    result = closer()
+                else:  # in the thread that made the sink's calls
+                    result = await self._runner(ch).call(closer)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
                 clean = False
                 logger.exception("agentbudget: %r failed while closing", closer)
+        for ch in self._channels:
+            if ch.runner is not None:
+                ch.runner.stop()
         assert self._shutdown_done is not None and self._stop is not None
         self._shutdown_done.set_result(clean)
         self._stop.set_result(None)
@@ -622,6 +731,7 @@ class EventDispatcher:
             ch.head = ch.batch_seq = 0
             ch.waiter = None
             ch.attempts = 0
+            ch.runner = None  # its thread did not survive the fork
 
 
 class SinkDispatcher(EventDispatcher):
@@ -705,18 +815,18 @@ class SinkDispatcher(EventDispatcher):
         except Exception:  # pragma: no cover - the call path must never see an error
             logger.exception("agentbudget: could not queue run %s", report.run_id)
 
-    def _closers(self) -> list[Callable[[], Any]]:
-        closers: list[Callable[[], Any]] = []
+    def _closers(self) -> list[tuple[Callable[[], Any], _Channel]]:
+        closers: list[tuple[Callable[[], Any], _Channel]] = []
         seen: set[int] = set()
-        for sink in self.sinks:
-            if id(sink) in seen:
+        for ch in self._sink_channels:
+            if id(ch.target) in seen:
                 continue
-            seen.add(id(sink))
-            closer = getattr(sink, "aclose", None)
+            seen.add(id(ch.target))
+            closer = getattr(ch.target, "aclose", None)
             if not callable(closer):
-                closer = getattr(sink, "close", None)
+                closer = getattr(ch.target, "close", None)
             if callable(closer):
-                closers.append(closer)
+                closers.append((closer, ch))
         return closers
 
 
