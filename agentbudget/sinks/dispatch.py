@@ -382,11 +382,11 @@ class EventDispatcher:
     def _start(self) -> None:
         """Start the worker thread and its loop (lock held)."""
         loop = asyncio.new_event_loop()
+        self._stop = loop.create_future()
+        self._shutdown_done = concurrent.futures.Future()
         thread = threading.Thread(target=self._run, args=(loop,), name=self.name, daemon=True)
         thread.start()
         self._loop = loop
-        self._stop = loop.create_future()  # the loop is not running yet: safe to call here
-        self._shutdown_done = concurrent.futures.Future()
         self._thread = thread
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -477,6 +477,13 @@ class EventDispatcher:
             error = exc
         if error is not None and not ch.retry:
             done += 1  # a callback's event is not retried: move past it
+        if error is None and ch.attempts:  # before a flush waiting on this batch returns
+            logger.warning(
+                "agentbudget: %s recovered after %d failed call%s",
+                ch.label,
+                ch.attempts,
+                "" if ch.attempts == 1 else "s",
+            )
         with self._lock:
             ch.batch = batch[done:]
             ch.batch_seq += done
@@ -502,13 +509,6 @@ class EventDispatcher:
                 )
             if ch.retry:
                 await asyncio.sleep(self._backoff_s(attempts))
-        elif attempts:
-            logger.warning(
-                "agentbudget: %s recovered after %d failed call%s",
-                ch.label,
-                attempts,
-                "" if attempts == 1 else "s",
-            )
 
     def _backoff_s(self, attempts: int) -> float:
         """The pause after ``attempts`` consecutive failures: ``retry_initial_s`` doubling
@@ -724,7 +724,9 @@ class EventDispatcher:
 
     def _after_fork(self) -> None:
         """In a forked child: no worker, and the parent's queued records are the parent's."""
+        closed = self._closed
         self._init_runtime()
+        self._closed = self._closed_warned = closed
         for ch in self._channels:
             ch.queue.clear()
             ch.batch = []
