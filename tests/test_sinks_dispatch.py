@@ -155,15 +155,16 @@ def test_this_module_does_not_import_agents() -> None:
 
 def test_no_sinks_costs_nothing_and_starts_no_thread() -> None:
     before = threading.active_count()
-    dispatcher = SinkDispatcher([])
+    dispatcher = SinkDispatcher([], name="no-sinks")
     for i in range(1000):
         dispatcher.submit(report(i))
     assert dispatcher._thread is None
-    assert threading.active_count() == before
     assert dispatcher.pending == 0 and dispatcher.dropped == 0
     assert dispatcher.flush(0) is True
     assert dispatcher.close() is True
-    assert threading.active_count() == before
+    assert dispatcher._thread is None
+    assert threading.active_count() <= before  # (other tests' threads may end meanwhile)
+    assert "no-sinks" not in {t.name for t in threading.enumerate()}
 
 
 # -- the call path ----------------------------------------------------------------------
@@ -439,6 +440,9 @@ def test_close_closes_the_sinks_once_and_later_submits_are_dropped(
     assert dispatcher.close() is True  # idempotent
     assert (sync_sink.closed, async_sink.closed) == (1, 1)
     assert dispatcher._thread is not None and not dispatcher._thread.is_alive()
+    runners = [ch.runner._thread for ch in dispatcher._channels if ch.runner is not None]
+    assert len(runners) == 2  # each sync sink had a thread of its own: both stopped
+    assert wait_until(lambda: not any(t is not None and t.is_alive() for t in runners))
     dispatcher.submit(report(10))
     dispatcher.submit(report(11))
     assert dispatcher.dropped == 4  # two reports, two sinks

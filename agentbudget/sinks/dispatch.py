@@ -5,6 +5,12 @@ a private asyncio loop. Each target (a sink, or an event callback) has a *channe
 own bounded queue and its own task on that loop, so a failing or full target never
 drops another's records. ``submit`` only appends to the queues under a lock.
 
+``async def`` targets are awaited on the worker's loop. Synchronous ones are called in a
+daemon thread of their own (a ``_Runner``, started with the target's first record), so
+a slow or hung sink holds up only itself, and a sink is always called from the same
+thread (a SQLite connection needs that). A channel holds at most ``maxsize`` waiting
+records plus the batch being delivered.
+
 ``SinkDispatcher`` is an ``EventDispatcher`` whose channels are the sinks given at
 construction: ``submit(report)`` queues the report for every sink; a sink that raises
 is retried with exponential backoff and jitter, its failed records kept in order at
@@ -17,12 +23,14 @@ What can be lost, and when:
   record of that target is dropped, counted and logged. The oldest, because the newest
   reports describe the spend that is happening now, which alerts and dashboards act on,
   and because a target that has been failing long enough to fill its queue is further
-  behind on its oldest records than on any other;
+  behind on its oldest records than on any other (keeping the old ones would make it
+  drop every new report until it recovers);
 - the process ends without ``close()``: an ``atexit`` hook flushes every open dispatcher
   for up to ``exit_flush_s`` seconds (2 by default); what is still queued then is lost,
   as is everything queued when the process is killed (SIGKILL, ``os._exit``);
 - ``close(timeout)`` gives up on what could not be delivered within ``timeout``
-  (counted as dropped), and a report submitted after ``close`` is dropped and counted.
+  (counted as dropped; a sync call already under way may still complete), and a report
+  submitted after ``close`` is dropped and counted.
 
 This module does not import ``agents``.
 """
@@ -254,7 +262,8 @@ class EventDispatcher:
 
     ``submit_event(callback, event)`` queues ``event`` for ``callback`` and returns at
     once. Each distinct callback gets its own bounded queue (``maxsize``), delivered in
-    order; an ``async def`` callback is awaited on the worker's event loop. A callback
+    order from a thread of its own; an ``async def`` callback is awaited on the worker's
+    event loop. A callback
     that raises is logged (once, and again when it recovers) and counted in
     ``failures``; the event is not retried. Pass the same callable each time (a bound
     method or a function): each distinct callable gets a queue of its own.
