@@ -484,6 +484,37 @@ def test_async_sinks_are_awaited_on_the_worker_and_do_not_hold_each_other() -> N
     assert dispatcher.stats()[0].dropped >= 9
 
 
+def test_async_record_batch_and_a_sync_record_returning_a_coroutine_are_awaited() -> None:
+    class AsyncBatch:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        async def record_batch(self, reports: Sequence[RunReport]) -> None:
+            await asyncio.sleep(0)
+            self.batches.append(ids(reports))
+
+    class ReturnsCoroutine:  # a plain function returning an awaitable (a wrapped async def)
+        def __init__(self) -> None:
+            self.got: list[str] = []
+
+        async def _write(self, r: RunReport) -> None:
+            await asyncio.sleep(0)
+            self.got.append(r.run_id)
+
+        def record(self, r: RunReport) -> Any:
+            return self._write(r)
+
+    batched, wrapped = AsyncBatch(), ReturnsCoroutine()
+    dispatcher = SinkDispatcher([batched, wrapped])
+    for i in range(5):
+        dispatcher.submit(report(i))
+    assert dispatcher.flush(5)
+    assert [x for batch in batched.batches for x in batch] == [f"r{i}" for i in range(5)]
+    assert wrapped.got == [f"r{i}" for i in range(5)]
+    assert dispatcher.failures == 0
+    assert dispatcher.close()
+
+
 def test_events_go_to_their_callback_in_order_and_are_not_retried(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

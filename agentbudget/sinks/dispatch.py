@@ -754,7 +754,8 @@ class SinkDispatcher(EventDispatcher):
     report; either may be ``async def``. A sink that raises is retried with exponential
     backoff and jitter (``retry_initial_s`` doubling up to ``retry_max_s``), its records
     kept in order; a warning is logged on its first failure and on its recovery.
-    Sync sinks run one after another in the worker; async ones run concurrently.
+    Each sync sink is called from a thread of its own and async ones are awaited on the
+    worker's loop, so a slow sink holds up only itself.
 
     Args:
         sinks: objects with a callable ``record`` or ``record_batch``.
@@ -763,7 +764,7 @@ class SinkDispatcher(EventDispatcher):
         retry_max_s: the longest backoff.
         batch_size: the most reports given to one ``record_batch`` call.
         exit_flush_s: how long the ``atexit`` hook waits for delivery at exit.
-        name: the worker thread's name.
+        name: the worker thread's name (a sync sink's thread is ``name:SinkClass``).
 
     Raises:
         ConfigurationError: a sink without ``record``/``record_batch``, or a bad number.
