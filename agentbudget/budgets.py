@@ -49,6 +49,7 @@ from cachetools import LRUCache
 from .errors import BudgetExhausted, ConfigurationError, StoreUnavailable
 from .limits import MIN_OUTPUT_TOKENS
 from .money import affordable_output, nanos_to_usd, parse_usd, usd_to_nanos
+from .sinks.dispatch import EventDispatcher
 from .stores import (
     MAX_UNITS,
     BudgetStore,
@@ -379,7 +380,8 @@ class Budgets:
         journal: the fail-open journal file (one per process); required with ``fail="open"``.
         tz: the time zone of calendar windows (default UTC).
         lease_s: how long a reservation holds if its process dies before settling.
-        on_alert: called with a ``BudgetAlert`` when a soft threshold is crossed.
+        on_alert: called with a ``BudgetAlert`` when a soft threshold is crossed, off the
+            call path (in a worker thread; ``drain()`` waits for it).
         clock: Unix time in seconds (tests pass a fake clock).
         min_output_tokens: the usable floor. A call whose worst case does not fit is
             first sent with its output bound lowered to what every allowance leaves (as
@@ -470,6 +472,7 @@ class Budgets:
         self._pending_lock = threading.Lock()
         self._retriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
         self._retriers = weakref.WeakKeyDictionary()
+        self._alerts: EventDispatcher | None = None
 
     @property
     def needs_prices(self) -> bool:
@@ -748,7 +751,8 @@ class Budgets:
                 )
                 logger.warning("agentbudget: %s", alert)
                 if self.on_alert is not None:
-                    self.on_alert(alert)
+                    # an event of the same off-the-call-path delivery the sinks use
+                    self._events().submit_event(self.on_alert, alert)
 
     # -- inspection --------------------------------------------------------------------
 
@@ -898,6 +902,9 @@ class Budgets:
                 self._ensure_retrier()
             tasks = [t for t in self._background if t.get_loop() is loop and t is not current]
             if not tasks and not self._pending:
+                if self._alerts is not None:  # the alerts those checks raised, delivered
+                    left = None if deadline is None else max(deadline - loop.time(), 0)
+                    await self._alerts.aflush(left)
                 return self.pending_settles
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
@@ -922,6 +929,15 @@ class Budgets:
                 "; they stay in the journal" if self._journal is not None else "",
             )
         await self.store.close()
+        if self._alerts is not None:
+            await self._alerts.aclose(5.0)
+
+    def _events(self) -> EventDispatcher:
+        """The dispatcher of this policy's alert events (made on the first alert)."""
+        with self._pending_lock:
+            if self._alerts is None:
+                self._alerts = EventDispatcher(name="agentbudget-budget-alerts")
+            return self._alerts
 
 
 def parse_allowance(spec: str) -> Allowance:

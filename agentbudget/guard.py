@@ -78,6 +78,33 @@ class Guard:
     def sinks(self) -> tuple[CostSink, ...]:
         return self.policy.sinks
 
+    # -- the sinks' delivery, off the call path --------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every report so far has reached every sink (or was dropped).
+
+        Returns:
+            True when delivered, False when ``timeout`` seconds passed first (a sink that
+            keeps failing keeps its reports and is retried).
+        """
+        dispatcher = self.policy.dispatcher
+        return True if dispatcher is None else dispatcher.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """``flush`` without blocking the event loop."""
+        dispatcher = self.policy.dispatcher
+        return True if dispatcher is None else await dispatcher.aflush(timeout)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush for up to ``timeout`` seconds, then stop delivering and close the sinks."""
+        dispatcher = self.policy.dispatcher
+        return True if dispatcher is None else dispatcher.close(timeout)
+
+    async def aclose(self, timeout: float = 30.0) -> bool:
+        """``close`` without blocking the event loop."""
+        dispatcher = self.policy.dispatcher
+        return True if dispatcher is None else await dispatcher.aclose(timeout)
+
     def _request(self, user: str | None, team: str | None) -> RunRequest:
         check_optional_id("user", user)
         check_optional_id("team", team)

@@ -13,7 +13,6 @@ an unconfigured capability costs nothing.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -25,11 +24,9 @@ from .budgets import Budgets
 from .limits import Limits
 from .pricing import PriceTable
 from .report import RunReport
-from .sinks import CostSink
+from .sinks import CostSink, SinkDispatcher
 
 __all__ = ["RunPolicy", "Stage", "StageRun", "default_policy", "set_default_policy"]
-
-logger = logging.getLogger("agentbudget")
 
 
 class StageRun(Protocol):
@@ -85,16 +82,18 @@ class RunPolicy:
     budgets: Budgets | None = None
     sinks: tuple[CostSink, ...] = ()
     stages: tuple[Stage, ...] = ()
+    dispatcher: SinkDispatcher | None = None
+    """Delivers reports to ``sinks`` off the call path (made from ``sinks`` when not given;
+    None when there are no sinks)."""
+
+    def __post_init__(self) -> None:
+        if self.sinks and self.dispatcher is None:
+            object.__setattr__(self, "dispatcher", SinkDispatcher(self.sinks))
 
     def deliver(self, report: RunReport) -> None:
-        """Send a report to every sink; a failing sink is logged, the others still run."""
-        for sink in self.sinks:
-            try:
-                sink.record(report)
-            except Exception:
-                logger.exception(
-                    "agentbudget: sink %r failed to record run %s", sink, report.run_id
-                )
+        """Queue a report for every sink (never blocks, never raises: see ``SinkDispatcher``)."""
+        if self.dispatcher is not None:
+            self.dispatcher.submit(report)
 
     @property
     def needs_prices(self) -> bool:

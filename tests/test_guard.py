@@ -267,9 +267,11 @@ async def test_handoff_to_unpriced_model_under_dollar_limit_fails_before_its_cal
 async def test_report_round_trips_through_json(tmp_path: Path) -> None:
     sink = ab.JsonlSink(tmp_path / "spend.jsonl")
     main, _ = handoff_agents()
-    result = await ab.Guard(sinks=[sink]).run(main, "hi", user="u-2")
+    guard = ab.Guard(sinks=[sink])
+    result = await guard.run(main, "hi", user="u-2")
     report = ab.report_of(result)
     assert ab.RunReport.model_validate_json(report.model_dump_json()) == report
+    assert await guard.aflush(timeout=10)  # sinks are written off the call path
     assert sink.read() == [report]
 
 
@@ -286,8 +288,10 @@ async def test_sinks_get_tripped_runs_with_spend_before_the_trip(tmp_path: Path)
             ],
         ),
     )
+    guard = ab.Guard(limits=ab.Limits(max_tool_calls=2), sinks=[sink])
     with pytest.raises(ab.ToolCallLimitExceeded) as info:
-        await ab.Guard(limits=ab.Limits(max_tool_calls=2), sinks=[sink]).run(agent, "hi")
+        await guard.run(agent, "hi")
+    assert await guard.aflush(timeout=10)
     (written,) = sink.read()
     assert written == info.value.report
     assert written.outcome == "tripped" and written.tripped_limit == "max_tool_calls"
@@ -304,10 +308,15 @@ async def test_a_failing_sink_does_not_break_the_run_or_other_sinks(
 ) -> None:
     good = ab.JsonlSink(tmp_path / "s.jsonl")
     main, _ = handoff_agents()
-    with caplog.at_level(logging.ERROR, logger="agentbudget"):
-        await ab.Guard(sinks=[BrokenSink(), good]).run(main, "hi")
-    assert len(good.read()) == 1
+    guard = ab.Guard(sinks=[BrokenSink(), good])
+    with caplog.at_level(logging.WARNING, logger="agentbudget"):
+        result = await guard.run(main, "hi")
+        # the broken sink keeps its report and is retried: a flush cannot complete
+        assert not await guard.aflush(timeout=0.5)
+    assert result.final_output is not None
+    assert good.read() == [ab.report_of(result)]
     assert "disk full" in caplog.text
+    guard.close(timeout=0.1)
 
 
 def test_bad_guard_arguments() -> None:
@@ -372,8 +381,10 @@ async def test_log_sink_writes_one_line_per_run_at_its_level(
     agent = Agent(
         name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
     )
+    guard = ab.Guard(sinks=[ab.LogSink()])
     with caplog.at_level(logging.DEBUG, logger="agentbudget"):
-        await ab.Guard(sinks=[ab.LogSink()]).run(agent, "hi", user="u-1")
+        await guard.run(agent, "hi", user="u-1")
+        assert await guard.aflush(timeout=10)
     (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
     assert record.levelno == logging.INFO and record.name == "agentbudget"
     assert "user=u-1 outcome=completed cost_usd=0.000125000 tokens=20" in record.getMessage()
@@ -381,7 +392,9 @@ async def test_log_sink_writes_one_line_per_run_at_its_level(
     agent2 = Agent(
         name="a", model=scripted_model("gpt-4o", [reply("x", input_tokens=10, output_tokens=10)])
     )
+    guard = ab.Guard(sinks=[ab.LogSink("myapp.costs", level=logging.WARNING)])
     with caplog.at_level(logging.DEBUG, logger="myapp"):
-        await ab.Guard(sinks=[ab.LogSink("myapp.costs", level=logging.WARNING)]).run(agent2, "hi")
+        await guard.run(agent2, "hi")
+        assert await guard.aflush(timeout=10)
     (record,) = [r for r in caplog.records if r.getMessage().startswith("agentbudget run ")]
     assert (record.levelno, record.name) == (logging.WARNING, "myapp.costs")

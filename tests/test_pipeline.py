@@ -178,3 +178,57 @@ async def test_the_run_a_stage_sees_is_the_governed_run_with_its_policy() -> Non
     [run] = seen
     assert isinstance(run, GovernedRun)
     assert run.policy is guard.policy and run.policy.limits.max_tool_calls == 3
+
+
+# -- sinks: off the call path ---------------------------------------------------------------
+
+
+class SlowSink:
+    def __init__(self) -> None:
+        self.reports: list[RunReport] = []
+
+    def record(self, report: RunReport) -> None:
+        import time
+
+        time.sleep(0.5)
+        self.reports.append(report)
+
+
+async def test_a_slow_sink_does_not_delay_the_run() -> None:
+    import time
+
+    sink = SlowSink()
+    guard = ab.Guard(sinks=[sink])
+    started = time.perf_counter()
+    result = await guard.run(agent("ok"), "q")
+    took = time.perf_counter() - started
+    assert took < 0.4, f"the run waited {took:.2f}s for its sink"
+    assert sink.reports == []  # not written yet: the worker is still sleeping in record()
+    assert await guard.aflush(timeout=10)
+    assert sink.reports == [ab.report_of(result)]
+    assert await guard.aclose()
+
+
+class FlakySink:
+    """Raises on its first ``failures`` calls, then records."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.reports: list[RunReport] = []
+
+    def record(self, report: RunReport) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("ledger unreachable")
+        self.reports.append(report)
+
+
+async def test_a_failing_sink_changes_nothing_and_gets_its_reports_once_it_recovers() -> None:
+    flaky = FlakySink(failures=2)
+    guard = ab.Guard(sinks=[flaky])
+    guard.policy.dispatcher._retry_initial_s = 0.01  # type: ignore[union-attr]
+    results = [await guard.run(agent(f"answer {i}"), f"q{i}") for i in range(3)]
+    assert [r.final_output for r in results] == ["answer 0", "answer 1", "answer 2"]
+    assert await guard.aflush(timeout=10)
+    assert flaky.reports == [ab.report_of(r) for r in results]  # each once, in order
+    assert await guard.aclose()

@@ -209,8 +209,9 @@ async def test_configure_sets_the_default_guard_for_scopes() -> None:
         def record(self, report: ab.RunReport) -> None:
             seen.append(report)
 
-    ab.configure(limits=ab.Limits(max_tool_calls=0), sinks=[Sink()])
+    guard = ab.configure(limits=ab.Limits(max_tool_calls=0), sinks=[Sink()])
     with pytest.raises(ab.ToolCallLimitExceeded):
         async with ab.budget():
             await Runner.run(tool_then_answer(), "go")
+    assert await guard.aflush(timeout=10)
     assert len(seen) == 1 and seen[0].outcome == "tripped"

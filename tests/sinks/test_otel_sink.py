@@ -181,6 +181,7 @@ def test_a_guard_run_reaches_the_meter(
         model=scripted_model("gpt-4o", [reply("Shipped.", input_tokens=30, output_tokens=6)]),
     )
     guard.run_sync(agent, "Where is my order?", user="u-42")
+    assert guard.flush(timeout=10)
     metrics = collect(reader)
     usage = points(metrics, "gen_ai.client.token.usage")
     assert usage[key({**chat("gpt-4o", "openai"), "gen_ai.token.type": "input"})] == (1, 30)
