@@ -4,6 +4,7 @@ Circuit breakers that stop a run before it spends, an exact price table, and a c
 report for every run.
 """
 
+from .alerts import Alert, Alerts
 from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
 from .errors import (
     AgentBudgetError,
@@ -32,6 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentBudgetError",
     "AgentBudgetExceeded",
+    "Alert",
+    "Alerts",
     "Allowance",
     "BudgetAlert",
     "BudgetExhausted",
