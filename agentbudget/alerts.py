@@ -582,6 +582,17 @@ class Alerts:
         copy.budget_allowance = allowance
         return copy
 
+    def spent(self, *, user: str | None = None, day: date | None = None) -> Decimal:
+        """What the store counts for ``day`` (default today): the global total, or
+        ``user``'s. Spend kept in memory during a store outage is not included.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached now.
+        """
+        window = (day or self._today(self.clock())).isoformat()
+        key = _key("day", window) if user is None else _key("user", user, window)
+        return nanos_to_usd(self._store.get([key])[0])
+
     def close(self) -> None:
         """Close the store's connections."""
         self._store.close()
