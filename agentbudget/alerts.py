@@ -323,6 +323,8 @@ class _RedisAlertStore:
         self.url = redact(url)
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError as exc:
             raise ConfigurationError(
                 f'Redis alert stores need the redis package: pip install "agentbudget-sdk[redis]" '
@@ -335,8 +337,12 @@ class _RedisAlertStore:
             redis.exceptions.ReadOnlyError,
             OSError,
         )
+        # No automatic retries: an INCRBY whose reply was lost must not be applied twice.
         self._client: Any = redis.Redis.from_url(
-            url, socket_connect_timeout=socket_timeout_s, socket_timeout=socket_timeout_s
+            url,
+            socket_connect_timeout=socket_timeout_s,
+            socket_timeout=socket_timeout_s,
+            retry=Retry(NoBackoff(), 0),
         )
         self._namespace = f"ab:{{{prefix}}}:alerts|"  # one hash tag: one Cluster slot
 
@@ -375,7 +381,155 @@ class _RedisAlertStore:
             self._client.close()
 
 
-_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+_POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ab_alert_counters (
+    key TEXT PRIMARY KEY,
+    total BIGINT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ab_alert_claims (
+    key TEXT PRIMARY KEY,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+"""
+_POSTGRES_SCHEMA_LOCK = 0x61625F616C657274  # pg_advisory_xact_lock id: "ab_alert"
+
+
+class _PostgresAlertStore:
+    """``postgresql://``: many machines; psycopg 3, a connection per thread, one
+    transaction per operation (counters updated in key order: no deadlocks)."""
+
+    def __init__(self, url: str, clock: Callable[[], float], prefix: str, timeout_s: float) -> None:
+        parts = urlsplit(url)
+        if not parts.netloc and not parts.path.strip("/"):
+            raise ConfigurationError(
+                f"a PostgreSQL alert store URL is 'postgresql://user@host:5432/db', got {url!r}"
+            )
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigurationError(
+                "PostgreSQL alert stores need psycopg 3: pip install "
+                f'"agentbudget-sdk[postgres]" ({exc})'
+            ) from exc
+        self._psycopg = psycopg
+        self.url = redact(url)
+        self._raw_url = url
+        self._password = parts.password
+        self._clock = clock
+        self._namespace = f"{prefix}|"
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._schema_ready = False
+        self._next_purge = -math.inf
+
+    def _connect(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._psycopg.connect(
+                self._raw_url,
+                connect_timeout=max(1, math.ceil(self._timeout_s)),
+                options=f"-c statement_timeout={int(self._timeout_s * 1000)}",
+            )
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+            if not self._schema_ready:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_POSTGRES_SCHEMA_LOCK,))
+                    for statement in _POSTGRES_SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                self._schema_ready = True
+        return conn
+
+    def _run(self, work: Callable[[Any], Any]) -> Any:
+        try:
+            conn = self._connect()
+            with conn.transaction():
+                return work(conn)
+        except self._psycopg.OperationalError as exc:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._local.conn = None
+            message = str(exc).strip() or type(exc).__name__
+            if self._password:
+                message = message.replace(self._password, "***")
+            raise StoreUnavailable(
+                f"the PostgreSQL alert store at {self.url} is unavailable: {message}",
+                url=self.url,
+            ) from exc
+
+    def add(self, increments: Sequence[tuple[str, int, int]]) -> list[int]:
+        now = self._clock()
+
+        def work(conn: Any) -> list[int]:
+            if now >= self._next_purge:
+                conn.execute("DELETE FROM ab_alert_counters WHERE expires_at <= %s", (now,))
+                conn.execute("DELETE FROM ab_alert_claims WHERE expires_at <= %s", (now,))
+                self._next_purge = now + _SQLITE_PURGE_EVERY_S
+            totals: dict[str, int] = {}
+            for name, amount, ttl in sorted(increments):
+                row = conn.execute(
+                    "INSERT INTO ab_alert_counters AS c (key, total, expires_at) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE SET total = CASE "
+                    "WHEN c.expires_at > %s THEN c.total + excluded.total "
+                    "ELSE excluded.total END, expires_at = excluded.expires_at RETURNING total",
+                    (self._namespace + name, amount, now + ttl, now),
+                ).fetchone()
+                totals[name] = int(row[0])
+            return [totals[name] for name, _, _ in increments]
+
+        result: list[int] = self._run(work)
+        return result
+
+    def get(self, keys: Sequence[str]) -> list[int]:
+        now = self._clock()
+        names = [self._namespace + key for key in keys]
+
+        def work(conn: Any) -> list[int]:
+            rows = conn.execute(
+                "SELECT key, total FROM ab_alert_counters WHERE key = ANY(%s) AND expires_at > %s",
+                (names, now),
+            ).fetchall()
+            found = {key: int(total) for key, total in rows}
+            return [found.get(name, 0) for name in names]
+
+        result: list[int] = self._run(work)
+        return result
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        now = self._clock()
+        name = self._namespace + "claim|" + key
+
+        def work(conn: Any) -> bool:
+            conn.execute(
+                "DELETE FROM ab_alert_claims WHERE key = %s AND expires_at <= %s", (name, now)
+            )
+            cursor = conn.execute(
+                "INSERT INTO ab_alert_claims (key, expires_at) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO NOTHING",
+                (name, now + ttl_s),
+            )
+            return bool(cursor.rowcount == 1)
+
+        result: bool = self._run(work)
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
+
+
+_SCHEMES = ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres")
 
 
 def _store_from_url(
@@ -383,8 +537,8 @@ def _store_from_url(
 ) -> _AlertStore:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
-            "store must be a URL: 'memory://', 'sqlite:///alerts.db' or "
-            f"'redis://127.0.0.1:6379/0', got {url!r}"
+            "store must be a URL: 'memory://', 'sqlite:///alerts.db', "
+            f"'redis://127.0.0.1:6379/0' or 'postgresql://host/db', got {url!r}"
         )
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
@@ -393,6 +547,8 @@ def _store_from_url(
         return _SQLiteAlertStore(url, clock, prefix, timeout_s)
     if scheme in ("redis", "rediss"):
         return _RedisAlertStore(url, prefix, timeout_s)
+    if scheme in ("postgresql", "postgres"):
+        return _PostgresAlertStore(url, clock, prefix, timeout_s)
     raise ConfigurationError(
         f"unknown alert store scheme {scheme!r} in {url!r}; known schemes: {', '.join(_SCHEMES)}"
     )
@@ -470,7 +626,8 @@ class Alerts:
             False: ``budget_alert`` ignores them.
         on_alert: a callable or a list of callables, each called with every ``Alert``.
         store: where the totals and claims live: ``memory://`` (one process),
-            ``sqlite:///alerts.db`` (processes of one machine), ``redis://host:6379/0``.
+            ``sqlite:///alerts.db`` (processes of one machine), ``redis://host:6379/0``
+            or ``postgresql://user@host/db`` (many machines; extra ``postgres``).
         global_budget_usd: the global budget per day that ``user_share`` compares a
             user's daily spend with. Wins over ``budgets``.
         budgets: a ``Budgets`` whose global USD allowance per day (or else per month) is

@@ -25,6 +25,9 @@ import agentbudget as ab
 from agentbudget.budgets import BudgetAlert
 
 REDIS_URL = os.environ.get("AGENTBUDGET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get(
+    "AGENTBUDGET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 WORKER = Path(__file__).with_name("alerts_worker.py")
 DAY = 86_400
 # 2026-03-10 12:00 UTC: the middle of a day, so whole days can be added and removed.
@@ -76,6 +79,39 @@ def _delete_prefix(prefix: str) -> None:
         client.close()
 
 
+def _require_postgres() -> None:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except Exception as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable (CI=true: must run)")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc!r}")
+
+
+def _delete_postgres_prefix(prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL) as conn:
+        for table in ("ab_alert_counters", "ab_alert_claims"):
+            conn.execute(f"DELETE FROM {table} WHERE key LIKE %s", (prefix + "|%",))
+
+
+def _require(kind: str) -> None:
+    if kind == "redis":
+        _require_redis()
+    elif kind == "postgres":
+        _require_postgres()
+
+
+def _cleanup(kind: str, prefix: str) -> None:
+    if kind == "redis":
+        _delete_prefix(prefix)
+    elif kind == "postgres":
+        _delete_postgres_prefix(prefix)
+
+
 def _require_redis() -> None:
     if not _redis_reachable():
         if os.environ.get("CI", "").lower() == "true":
@@ -87,6 +123,7 @@ STORES = [
     pytest.param("memory", id="memory"),
     pytest.param("sqlite", id="sqlite"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("postgres", id="postgres"),
 ]
 
 
@@ -97,6 +134,7 @@ class StoreEnv:
             "memory": "memory://",
             "sqlite": f"sqlite:///{tmp_path}/alerts.db",
             "redis": REDIS_URL,
+            "postgres": POSTGRES_URL,
         }[kind]
         self.prefix = f"test-{uuid.uuid4().hex}"
         self.made: list[ab.Alerts] = []
@@ -110,16 +148,14 @@ class StoreEnv:
 
 @pytest.fixture(params=STORES)
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreEnv]:
-    if request.param == "redis":
-        _require_redis()
+    _require(request.param)
     store_env = StoreEnv(request.param, tmp_path)
     try:
         yield store_env
     finally:
         for alerts in store_env.made:
             alerts.close()
-        if request.param == "redis":
-            _delete_prefix(store_env.prefix)
+        _cleanup(request.param, store_env.prefix)
 
 
 def seed_history(alerts: ab.Alerts, clock: Clock, per_day: str, days: int = 7) -> None:
@@ -510,10 +546,11 @@ def _free_port() -> int:
         return port
 
 
-def test_an_unreachable_redis_never_raises_out_of_observe(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("scheme", ["redis", "postgresql"])
+def test_an_unreachable_store_never_raises_out_of_observe(
+    scheme: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alerts = ab.Alerts(store=f"redis://127.0.0.1:{_free_port()}/0", timeout_s=0.5)
+    alerts = ab.Alerts(store=f"{scheme}://127.0.0.1:{_free_port()}/0", timeout_s=0.5)
     with caplog.at_level(logging.WARNING, logger="agentbudget"):
         assert alerts.observe(run("50")) == []
         assert alerts.budget_alert(budget_alert()) == []
@@ -552,10 +589,11 @@ def test_spend_seen_while_the_store_is_locked_is_counted_later(tmp_path: Path) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis), "postgres"]
+)
 def test_a_3x_spike_fires_exactly_one_alert_across_4_processes(kind: str, tmp_path: Path) -> None:
-    if kind == "redis":
-        _require_redis()
+    _require(kind)
     store = StoreEnv(kind, tmp_path)
     clock = Clock()
     seeder = store.make(clock=clock, run_cost_usd=None, user_share=None)
@@ -601,8 +639,7 @@ def test_a_3x_spike_fires_exactly_one_alert_across_4_processes(kind: str, tmp_pa
         assert seeder.observe(run("1")) == []  # and the day's alert is spent
     finally:
         seeder.close()
-        if kind == "redis":
-            _delete_prefix(store.prefix)
+        _cleanup(kind, store.prefix)
 
 
 def test_observed_totals_come_from_the_store_not_the_process(tmp_path: Path) -> None:
