@@ -24,12 +24,14 @@ The rules (each configurable, each off with ``None`` / ``False``):
 ``observe`` is synchronous and does store round trips: call it off the event loop (a
 sink worker thread, ``asyncio.to_thread``). It never raises ``StoreUnavailable``: a
 store outage is logged, the spend it could not count is kept in memory and added with
-the next report, and the rules run again then.
+the next report, and the rules run again then (an update applied by the store whose reply
+was lost is added again: alerts err towards firing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import logging
@@ -67,6 +69,7 @@ MONTH_COUNTER_TTL_S = 62 * 86_400
 CLAIM_TTL_S = 2 * 86_400  # a day claim outlives its day in every time zone
 MONTH_CLAIM_TTL_S = 32 * 86_400
 _NANO = Decimal("0.000000001")
+_PURGE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,16 @@ class _MemoryAlertStore:
         self._lock = threading.Lock()
         self._counters: dict[str, tuple[int, float]] = {}
         self._claims: dict[str, float] = {}
+        self._next_purge = -math.inf
 
     def add(self, increments: Sequence[tuple[str, int, int]]) -> list[int]:
         now = self._clock()
         out = []
         with self._lock:
+            if now >= self._next_purge:  # past days' counters and claims
+                self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+                self._claims = {k: v for k, v in self._claims.items() if v > now}
+                self._next_purge = now + _PURGE_EVERY_S
             for key, amount, ttl in increments:
                 value, expires = self._counters.get(key, (0, math.inf))
                 value = value + amount if expires > now else amount
@@ -183,7 +191,6 @@ CREATE TABLE IF NOT EXISTS ab_alert_claims (
     expires_at REAL NOT NULL
 );
 """
-_SQLITE_PURGE_EVERY_S = 3600.0
 
 
 class _SQLiteAlertStore:
@@ -254,7 +261,7 @@ class _SQLiteAlertStore:
             if now >= self._next_purge:
                 conn.execute("DELETE FROM ab_alert_counters WHERE expires_at <= ?", (now,))
                 conn.execute("DELETE FROM ab_alert_claims WHERE expires_at <= ?", (now,))
-                self._next_purge = now + _SQLITE_PURGE_EVERY_S
+                self._next_purge = now + _PURGE_EVERY_S
             out = []
             for name, amount, ttl in increments:
                 key = self._namespace + name
@@ -471,7 +478,7 @@ class _PostgresAlertStore:
             if now >= self._next_purge:
                 conn.execute("DELETE FROM ab_alert_counters WHERE expires_at <= %s", (now,))
                 conn.execute("DELETE FROM ab_alert_claims WHERE expires_at <= %s", (now,))
-                self._next_purge = now + _SQLITE_PURGE_EVERY_S
+                self._next_purge = now + _PURGE_EVERY_S
             totals: dict[str, int] = {}
             for name, amount, ttl in sorted(increments):
                 row = conn.execute(
@@ -552,6 +559,38 @@ def _store_from_url(
     raise ConfigurationError(
         f"unknown alert store scheme {scheme!r} in {url!r}; known schemes: {', '.join(_SCHEMES)}"
     )
+
+
+class _LocalState:
+    """What one process remembers between reports (shared by ``for_budgets`` copies):
+    spend the store has not counted yet, and the claims it already saw taken today."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[str, tuple[int, int]] = {}  # key -> (nano-USD, ttl)
+        self.claimed: set[str] = set()
+        self.claimed_day = ""
+
+    def take_pending(self) -> dict[str, tuple[int, int]]:
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            return pending
+
+    def keep_pending(self, batch: Mapping[str, tuple[int, int]]) -> None:
+        with self.lock:
+            for key, (amount, ttl) in batch.items():
+                self.pending[key] = (self.pending.get(key, (0, ttl))[0] + amount, ttl)
+
+    def seen(self, claim: str, day: str) -> bool:
+        with self.lock:
+            if day != self.claimed_day:
+                self.claimed, self.claimed_day = set(), day
+            return claim in self.claimed
+
+    def remember(self, claim: str, day: str) -> None:
+        with self.lock:
+            if day == self.claimed_day:
+                self.claimed.add(claim)
 
 
 # -- validation --------------------------------------------------------------------------
@@ -720,8 +759,7 @@ class Alerts:
             raise ConfigurationError(f"timeout_s must be a positive number, got {timeout_s!r}")
         self.prefix = prefix
         self._store = _store_from_url(store, clock=clock, prefix=prefix, timeout_s=timeout_s)
-        self._pending: dict[str, tuple[int, int]] = {}  # spend not yet counted: key -> amount, ttl
-        self._pending_lock = threading.Lock()
+        self._local = _LocalState()
 
     @property
     def store_url(self) -> str:
@@ -731,13 +769,13 @@ class Alerts:
     def for_budgets(self, budgets: Budgets) -> Alerts:
         """These alerts with ``budgets``' global USD allowance as the ``user_share`` budget.
 
-        The copy shares the store connection. An explicit ``global_budget_usd`` wins.
+        The copy shares the store connection (close either) and what this process keeps
+        between reports. An explicit ``global_budget_usd`` wins.
         """
         allowance = _global_usd_allowance(budgets)
-        copy = object.__new__(Alerts)
-        copy.__dict__.update(self.__dict__)
-        copy.budget_allowance = allowance
-        return copy
+        bound = copy.copy(self)
+        bound.budget_allowance = allowance
+        return bound
 
     def spent(self, *, user: str | None = None, day: date | None = None) -> Decimal:
         """What the store counts for ``day`` (default today): the global total, or
@@ -791,8 +829,7 @@ class Alerts:
             if budget is not None and budget[1] == "month":
                 month = today.strftime("%Y-%m")
                 increments.append((_key("user", report.user, month), nanos, MONTH_COUNTER_TTL_S))
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
+        pending = self._local.take_pending()
         if nanos == 0 and not pending:
             return []  # nothing changed since the rules last ran
         batch = dict(pending)
@@ -803,9 +840,7 @@ class Alerts:
         try:
             totals = dict(zip(keys, self._store.add([(k, *batch[k]) for k in keys]), strict=True))
         except StoreUnavailable as exc:
-            with self._pending_lock:
-                for key, (amount, ttl) in batch.items():
-                    self._pending[key] = (self._pending.get(key, (0, ttl))[0] + amount, ttl)
+            self._local.keep_pending(batch)
             logger.warning(
                 "agentbudget: alerts could not count run %s (%s); its spend is kept and "
                 "counted with the next report",
@@ -851,7 +886,12 @@ class Alerts:
                     run_id=report.run_id,
                 )
             )
-        if self.daily_spike_factor is not None and day_total > 0:
+        spike_claim = _key("daily_spike", "", "global", day)
+        if (
+            self.daily_spike_factor is not None
+            and day_total > 0
+            and not self._local.seen(spike_claim, day)  # fired today: no history read
+        ):
             days = [(today - timedelta(days=n)).isoformat() for n in range(1, HISTORY_DAYS + 1)]
             history = sum(self._store.get([_key("day", d) for d in days]))
             limit = self.daily_spike_factor * Decimal(history) / HISTORY_DAYS
@@ -968,9 +1008,13 @@ class Alerts:
             daily = alert.kind != "budget_threshold" and len(alert.window) == len("YYYY-MM-DD")
             ttl = CLAIM_TTL_S if daily else MONTH_CLAIM_TTL_S
             claim = _key(alert.kind, extra, alert.subject, alert.window)
+            if self._local.seen(claim, self._today(self.clock()).isoformat()):
+                continue  # this process saw the claim taken: no round trip
             if self._store.claim(claim, ttl):
                 fired.append(alert)
                 self.deliver(alert)
+            if daily and alert.kind != "run_cost":  # run ids do not come back
+                self._local.remember(claim, alert.window)
         return fired
 
     def deliver(self, alert: Alert) -> None:
