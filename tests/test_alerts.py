@@ -655,3 +655,56 @@ def test_observed_totals_come_from_the_store_not_the_process(tmp_path: Path) -> 
     assert a.spent(day=date(2026, 3, 10) - timedelta(days=1)) == Decimal(0)
     a.close()
     b.close()
+
+
+def test_threads_observing_at_once_count_every_run_and_alert_once(env: StoreEnv) -> None:
+    clock = Clock()
+    got: list[ab.Alert] = []
+    alerts = env.make(clock=clock, on_alert=got.append, run_cost_usd=None, user_share=None)
+    seed_history(alerts, clock, "1.00")
+    barrier = threading.Barrier(4)
+
+    def observe_many() -> None:
+        barrier.wait()
+        for _ in range(25):
+            alerts.observe(run("0.03", user=None))
+
+    threads = [threading.Thread(target=observe_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert alerts.spent() == Decimal(3)  # 100 x $0.03, each counted once
+    assert [a.kind for a in got] == ["daily_spike"]
+
+
+def test_an_explicit_budget_wins_and_budgets_without_a_global_usd_allowance_fall_back() -> None:
+    tokens_only = ab.Budgets(allowances=[ab.Allowance(per="global", window="day", tokens=10)])
+    daily = ab.Budgets(allowances=[ab.Allowance(per="global", window="day", usd="1000")])
+    quiet = {"run_cost_usd": None, "daily_spike_factor": None, "log": False}
+    explicit = ab.Alerts(clock=Clock(), global_budget_usd="10", **quiet).for_budgets(daily)
+    assert [a.threshold for a in explicit.observe(run("1.01"))] == [Decimal(1)]
+    fallback = ab.Alerts(clock=Clock(), budgets=tokens_only, **quiet)
+    assert fallback.observe(run("5", user="ann")) == []  # share of today's total: alone
+    fallback.observe(run("1", user="bob"))
+    assert [a.subject for a in fallback.observe(run("0.01", user="ann"))] == ["ann"]
+
+
+@pytest.mark.redis
+def test_redis_day_counters_expire_after_9_days() -> None:
+    _require_redis()
+    import redis
+
+    store = StoreEnv("redis", Path("."))
+    alerts = store.make(clock=Clock())
+    try:
+        alerts.observe(run("0.10", user="ann"))
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"ab:{{{store.prefix}}}:*"))
+        assert len(keys) == 2  # today's global counter and ann's
+        ttls = [client.ttl(key) for key in keys]
+        client.close()
+        assert all(9 * DAY - 60 <= ttl <= 9 * DAY for ttl in ttls)
+    finally:
+        alerts.close()
+        _delete_prefix(store.prefix)
