@@ -848,17 +848,7 @@ class Alerts:
                 exc,
             )
             return []
-        try:
-            candidates = self._evaluate(report, cost, today, totals, budget)
-            return self._fire(candidates)
-        except StoreUnavailable as exc:
-            logger.warning(
-                "agentbudget: alerts could not evaluate run %s (%s); its spend is counted "
-                "and the rules run again with the next report",
-                report.run_id,
-                exc,
-            )
-            return []
+        return self._fire(self._evaluate(report, cost, today, totals, budget))
 
     def _evaluate(
         self,
@@ -893,7 +883,15 @@ class Alerts:
             and not self._local.seen(spike_claim, day)  # fired today: no history read
         ):
             days = [(today - timedelta(days=n)).isoformat() for n in range(1, HISTORY_DAYS + 1)]
-            history = sum(self._store.get([_key("day", d) for d in days]))
+            try:
+                history = sum(self._store.get([_key("day", d) for d in days]))
+            except StoreUnavailable as exc:
+                logger.warning(
+                    "agentbudget: alerts could not read the 7-day history (%s); the spike "
+                    "rule runs again with the next report",
+                    exc,
+                )
+                history = 0
             limit = self.daily_spike_factor * Decimal(history) / HISTORY_DAYS
             if history > 0 and day_total > limit:
                 average = nanos_to_usd(history) / HISTORY_DAYS
@@ -991,12 +989,7 @@ class Alerts:
             unit=unit,
             budget_alert=alert,
         )
-        extra = f"{allowance.label}|{alert.unit}"
-        try:
-            return self._fire([converted], extra=extra)
-        except StoreUnavailable as exc:
-            logger.warning("agentbudget: alerts could not record %s (%s)", alert, exc)
-            return []
+        return self._fire([converted], extra=f"{allowance.label}|{alert.unit}")
 
     # -- delivery -----------------------------------------------------------------------
 
@@ -1010,7 +1003,13 @@ class Alerts:
             claim = _key(alert.kind, extra, alert.subject, alert.window)
             if self._local.seen(claim, self._today(self.clock()).isoformat()):
                 continue  # this process saw the claim taken: no round trip
-            if self._store.claim(claim, ttl):
+            try:
+                claimed = self._store.claim(claim, ttl)
+            except StoreUnavailable as exc:
+                # not delivered: the rule runs again with the next report (or threshold)
+                logger.warning("agentbudget: alerts could not claim %s (%s)", alert, exc)
+                continue
+            if claimed:
                 fired.append(alert)
                 self.deliver(alert)
             if daily and alert.kind != "run_cost":  # run ids do not come back

@@ -708,3 +708,23 @@ def test_redis_day_counters_expire_after_9_days() -> None:
     finally:
         alerts.close()
         _delete_prefix(store.prefix)
+
+
+def test_a_claim_that_fails_keeps_the_spend_and_fires_with_the_next_report(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    alerts = ab.Alerts(clock=Clock(), global_budget_usd="10", daily_spike_factor=None)
+    store = alerts._store
+    real_claim = store.claim
+
+    def down(key: str, ttl_s: int) -> bool:
+        raise ab.StoreUnavailable("down for a moment")
+
+    monkeypatch.setattr(store, "claim", down)
+    with caplog.at_level(logging.WARNING, logger="agentbudget"):
+        assert alerts.observe(run("2", user="ann")) == []  # run_cost and user_share both due
+    assert caplog.text.count("could not claim") == 2
+    assert alerts.spent(user="ann") == Decimal(2)  # the spend itself was counted
+    monkeypatch.setattr(store, "claim", real_claim)
+    fired = alerts.observe(run("0.01", user="ann"))
+    assert [(a.kind, a.observed) for a in fired] == [("user_share", Decimal("2.01"))]
