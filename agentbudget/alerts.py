@@ -233,10 +233,10 @@ class _SQLiteAlertStore:
                 self._connections.append(conn)
         return conn
 
-    def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _run(self, work: Callable[[sqlite3.Connection], Any], *, write: bool = True) -> Any:
         try:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(conn)
             except BaseException:
@@ -292,7 +292,7 @@ class _SQLiteAlertStore:
             found = {key: int(total) for key, total in rows}
             return [found.get(name, 0) for name in names]
 
-        result: list[int] = self._run(work)
+        result: list[int] = self._run(work, write=False)
         return result
 
     def claim(self, key: str, ttl_s: int) -> bool:
