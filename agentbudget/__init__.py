@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
+    from .alerts import Alert, Alerts
     from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
     from .errors import (
         AgentBudgetError,
@@ -42,6 +43,8 @@ from ._version import __version__
 
 # Each public name and the module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
+    "Alerts": "alerts",
+    "Alert": "alerts",
     "AgentBudgetError": "errors",
     "AgentBudgetExceeded": "errors",
     "Allowance": "budgets",
@@ -86,6 +89,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "AgentBudgetError",
     "AgentBudgetExceeded",
+    "Alert",
+    "Alerts",
     "Allowance",
     "BudgetAlert",
     "BudgetExhausted",

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("stores and sinks", {"stores", "sinks"}),
-    ("budgets", {"budgets"}),
+    ("budgets and alerts", {"budgets", "alerts"}),
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("hooks, interceptor, context variables", {"hooks", "interceptor", "current"}),

@@ -27,6 +27,9 @@ DOCUMENTED = {
     "CapOutput",
     "Refuse",
     "BudgetAlert",
+    # alerts
+    "Alerts",
+    "Alert",
     # sinks
     "CostSink",
     "LogSink",
