@@ -473,6 +473,7 @@ class Budgets:
         self._retriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
         self._retriers = weakref.WeakKeyDictionary()
         self._alerts: EventDispatcher | None = None
+        self._listeners: list[Callable[[BudgetAlert], object]] = []
 
     @property
     def needs_prices(self) -> bool:
@@ -750,9 +751,9 @@ class Budgets:
                     limit=charge.limit,
                 )
                 logger.warning("agentbudget: %s", alert)
-                if self.on_alert is not None:
-                    # an event of the same off-the-call-path delivery the sinks use
-                    self._events().submit_event(self.on_alert, alert)
+                # events of the same off-the-call-path delivery the sinks use
+                for listener in self._alert_listeners():
+                    self._events().submit_event(listener, alert)
 
     # -- inspection --------------------------------------------------------------------
 
@@ -931,6 +932,23 @@ class Budgets:
         await self.store.close()
         if self._alerts is not None:
             await self._alerts.aclose(5.0)
+
+    def add_alert_listener(self, listener: Callable[[BudgetAlert], object]) -> None:
+        """Also give each ``BudgetAlert`` to ``listener`` (off the call path, as ``on_alert``).
+
+        ``Guard(budgets=..., alerts=...)`` registers its ``Alerts`` here. Registering the
+        same listener twice changes nothing.
+        """
+        if not callable(listener):
+            raise ConfigurationError(f"an alert listener must be callable, got {listener!r}")
+        with self._pending_lock:
+            if listener not in self._listeners:
+                self._listeners.append(listener)
+
+    def _alert_listeners(self) -> list[Callable[[BudgetAlert], object]]:
+        with self._pending_lock:
+            listeners = list(self._listeners)
+        return listeners if self.on_alert is None else [self.on_alert, *listeners]
 
     def _events(self) -> EventDispatcher:
         """The dispatcher of this policy's alert events (made on the first alert)."""

@@ -9,6 +9,7 @@ from typing import Any
 from agents import Agent, Runner
 from agents.result import RunResult, RunResultStreaming
 
+from .alerts import Alerts
 from .budgets import Budgets
 from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
@@ -33,7 +34,10 @@ class Guard:
             scopes when this is the default guard).
         prices: the price table; ``PriceTable.default()`` when omitted.
         budgets: per-user, per-team and global allowances (``Budgets``).
-        sinks: where each run's report goes (``LogSink``, ``JsonlSink``, any ``CostSink``).
+        sinks: where each run's report goes (``LogSink``, ``JsonlSink``, the ledgers,
+            ``OTelSink``, any ``CostSink``), delivered off the call path.
+        alerts: spend alerts (``Alerts``), evaluated off the call path on every report;
+            with ``budgets``, its soft thresholds become alerts too.
     """
 
     def __init__(
@@ -43,7 +47,10 @@ class Guard:
         prices: PriceTable | None = None,
         budgets: Budgets | None = None,
         sinks: Iterable[CostSink] = (),
+        alerts: Alerts | None = None,
     ) -> None:
+        if alerts is not None and not isinstance(alerts, Alerts):
+            raise ConfigurationError(f"alerts must be an agentbudget.Alerts, got {alerts!r}")
         if budgets is not None and not isinstance(budgets, Budgets):
             raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -54,11 +61,16 @@ class Guard:
         for sink in sinks:
             if not callable(getattr(sink, "record", None)):
                 raise ConfigurationError(f"sink {sink!r} has no record(report) method")
+        if alerts is not None and budgets is not None:
+            alerts = alerts.for_budgets(budgets)  # user_share against the global allowance
+            if alerts.budget_thresholds:
+                budgets.add_alert_listener(alerts.budget_alert)
         self.policy = RunPolicy(
             limits=limits or Limits(),
             prices=prices or PriceTable.default(),
             budgets=budgets,
             sinks=sinks,
+            alerts=alerts,
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
 
@@ -77,6 +89,10 @@ class Guard:
     @property
     def sinks(self) -> tuple[CostSink, ...]:
         return self.policy.sinks
+
+    @property
+    def alerts(self) -> Alerts | None:
+        return self.policy.alerts
 
     # -- the sinks' delivery, off the call path --------------------------------------------
 
@@ -179,10 +195,11 @@ def configure(
     prices: PriceTable | None = None,
     budgets: Budgets | None = None,
     sinks: Iterable[CostSink] = (),
+    alerts: Alerts | None = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
-    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks)
+    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks, alerts=alerts)
     with _default_lock:
         _default = guard
         set_default_policy(guard.policy)

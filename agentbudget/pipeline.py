@@ -294,7 +294,7 @@ class GovernedRun:
             _into(frame.reports) for frame in self.frames
         ]
         policy = self.meter.policy
-        if policy.sinks:
+        if policy.delivers:
             consumers.append(_deliver(policy))
         for stage in policy.stages:
             consumers.append(_stage_finish(stage, self))

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agents import Agent
 
+from .alerts import Alerts
 from .budgets import Budgets
 from .limits import Limits
 from .pricing import PriceTable
@@ -82,18 +83,28 @@ class RunPolicy:
     budgets: Budgets | None = None
     sinks: tuple[CostSink, ...] = ()
     stages: tuple[Stage, ...] = ()
+    alerts: Alerts | None = None
     dispatcher: SinkDispatcher | None = None
-    """Delivers reports to ``sinks`` off the call path (made from ``sinks`` when not given;
-    None when there are no sinks)."""
+    """Delivers reports to ``sinks`` and ``alerts`` off the call path (made when not
+    given; None when there are neither)."""
 
     def __post_init__(self) -> None:
-        if self.sinks and self.dispatcher is None:
+        if (self.sinks or self.alerts is not None) and self.dispatcher is None:
             object.__setattr__(self, "dispatcher", SinkDispatcher(self.sinks))
 
+    @property
+    def delivers(self) -> bool:
+        """Whether finished runs' reports go anywhere off the call path."""
+        return self.dispatcher is not None
+
     def deliver(self, report: RunReport) -> None:
-        """Queue a report for every sink (never blocks, never raises: see ``SinkDispatcher``)."""
-        if self.dispatcher is not None:
-            self.dispatcher.submit(report)
+        """Queue a report for every sink and for the alerts (never blocks, never raises:
+        see ``SinkDispatcher``)."""
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            dispatcher.submit(report)
+            if self.alerts is not None:
+                dispatcher.submit_event(self.alerts.observe, report)
 
     @property
     def needs_prices(self) -> bool:
