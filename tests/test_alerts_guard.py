@@ -61,5 +61,5 @@ def test_configure_takes_alerts_and_refuses_what_is_not_alerts() -> None:
 
     alerts = ab.Alerts(log=False)
     assert ab.configure(alerts=alerts).alerts is alerts
-    with pytest.raises(ab.ConfigurationError, match="alerts must be an agentbudget.Alerts"):
+    with pytest.raises(ab.ConfigurationError, match=r"alerts must be an agentbudget\.Alerts"):
         ab.Guard(alerts=print)  # type: ignore[arg-type]
