@@ -85,6 +85,8 @@ def open_ledger(spec: str, *, schema: str | None = None) -> Ledger:
     if schema is not None:
         raise ConfigurationError("--schema is for PostgreSQL ledgers; a SQLite file has none")
     path = Path(spec.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise ConfigurationError(f"the ledger {str(path)!r} is a directory; give its file")
     if not path.is_file():
         raise ConfigurationError(f"no ledger at {str(path)!r}: the file does not exist")
     try:
