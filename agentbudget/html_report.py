@@ -178,7 +178,8 @@ def _spend_table(rows: Sequence[SpendRow], by: str) -> str:
     body = "".join(
         f"<tr><td>{_e('(none)' if r.key is None else r.key)}</td><td class=n>{r.runs:,}</td>"
         f"<td class=n>{r.llm_calls:,}</td><td class=n>{r.input_tokens + r.output_tokens:,}</td>"
-        f"<td class=n>{_e(usd_rate(r.cost_usd))}</td><td class=n>{_e(usd_rate(r.saved_usd))}</td>"
+        f"<td class=n>{_e(usd_rate(r.cost_usd))}</td>"
+        f"<td class=n>{'-' if by == 'model' else _e(usd_rate(r.saved_usd))}</td>"
         f"<td class=n>{r.tripped:,}</td></tr>"
         for r in rows
     )

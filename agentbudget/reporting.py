@@ -359,7 +359,7 @@ def render_table(report: SpendReport, console: Console | None = None) -> None:
             f"{row.llm_calls:,}",
             f"{row.input_tokens + row.output_tokens:,}",
             usd_rate(row.cost_usd),
-            usd_rate(row.saved_usd),
+            "-" if report.by == "model" else usd_rate(row.saved_usd),  # runs save, not models
             f"{row.tripped:,}",
         )
     notes = []
@@ -371,7 +371,7 @@ def render_table(report: SpendReport, console: Console | None = None) -> None:
     if total.unpriced_calls:
         notes.append(f"{total.unpriced_calls:,} LLM calls had no price and are not in the cost")
     if notes:
-        table.caption = "; ".join(notes)
+        table.caption = "\n".join(notes)
         table.caption_justify = "left"
     console.print(table)
 
