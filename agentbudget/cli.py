@@ -1,4 +1,4 @@
-"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``demo``.
+"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``report``, ``demo``.
 
 Misuse (a bad argument, an unknown model, an unreadable price file, a module that does
 not import) prints one line to stderr and exits 2, never a traceback.
@@ -18,6 +18,7 @@ from ._format import usd_rate
 from .errors import AgentBudgetError, ConfigurationError
 from .money import nanos_to_usd
 from .pricing import ModelPrice, PriceTable
+from .sinks.ledger._common import GROUPS
 
 __all__ = ["main"]
 
@@ -210,6 +211,60 @@ def cmd_spend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """A whole number, 1 or more (an argparse ``type``)."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+
+    from .reporting import open_ledger, parse_moment, render_table, spend_report, to_csv, to_json
+    from .sinks.ledger import SQLiteLedger
+
+    now = datetime.now(timezone.utc)
+    since = parse_moment(args.since, now=now, option="--since") if args.since else None
+    until = parse_moment(args.until, now=now, option="--until") if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise ConfigurationError(
+            f"--since ({since:%Y-%m-%d %H:%M} UTC) must be before --until "
+            f"({until:%Y-%m-%d %H:%M} UTC)"
+        )
+    ledger = open_ledger(args.ledger, schema=args.schema)
+    try:
+        report = spend_report(
+            ledger,
+            by=args.by,
+            since=since,
+            until=until,
+            top=args.top,
+            details=args.html is not None,
+            progress=Console(stderr=True),
+            now=now,
+        )
+    finally:
+        if isinstance(ledger, SQLiteLedger):
+            ledger.close()
+    if args.html is not None:
+        from .html_report import write_html
+
+        write_html(report, args.html)
+    if args.format == "json":
+        print(to_json(report))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        render_table(report)
+    if args.html is not None:
+        print(f"agentbudget report: wrote {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -273,6 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--user")
     who.add_argument("--team")
     s.set_defaults(func=cmd_spend)
+    r = sub.add_parser("report", help="spend per user, team, agent, model or day from a ledger")
+    r.add_argument(
+        "ledger", metavar="LEDGER", help="a SQLite file, sqlite:///path or postgresql://..."
+    )
+    r.add_argument("--by", choices=GROUPS, default="user", help="group rows by (default: user)")
+    r.add_argument("--since", metavar="WHEN", help="a duration back (24h, 7d, 30d) or an ISO date")
+    r.add_argument("--until", metavar="WHEN", help="end of the window (excluded), as --since")
+    r.add_argument("--top", type=_positive, metavar="N", help="only the N biggest rows")
+    r.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    r.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    r.add_argument("--schema", help="the PostgreSQL schema of the ledger's tables")
+    r.set_defaults(func=cmd_report)
     d = sub.add_parser("demo", help="run the offline demo")
     d.set_defaults(func=cmd_demo)
     return parser

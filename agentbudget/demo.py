@@ -89,6 +89,7 @@ async def _demo(say: Callable[[str], None]) -> None:
     result = await guard.run(support, "Where is my order A-17?", user="customer-42")
     say(f"    answer: {result.final_output!r}")
     _table(report_of(result), say)
+    reports: list[RunReport] = [report_of(result)]
     say(
         "    Each request is priced with the model that served it, to the nano-dollar;"
         " the total is their exact sum.\n"
@@ -111,6 +112,7 @@ async def _demo(say: Callable[[str], None]) -> None:
         say(f"    tools actually executed: {len(executed)} (the 6th call never ran)")
         assert exc.report is not None
         _table(exc.report, say)
+        reports.append(exc.report)
         say("    Without the breaker, the scripted loop would have made 1,000 calls.\n")
 
     # 3. A streamed answer cut at an output limit.
@@ -126,6 +128,7 @@ async def _demo(say: Callable[[str], None]) -> None:
     except AgentBudgetExceeded as exc:
         say(f"    stopped: {exc}")
     _table(report_of(streamed), say)
+    reports.append(report_of(streamed))
     say("    The stream is counted token by token and cut the moment the limit is crossed.\n")
 
     # 4. A budget() scope: cumulative limits over plain Runner.run calls.
@@ -161,7 +164,37 @@ async def _demo(say: Callable[[str], None]) -> None:
         f"    scope spent ${scope.cost_usd} of $0.01 in {plural(scope.llm_calls, 'LLM call')} "
         f"({plural(scope.tokens, 'token')}); the refused call was never sent."
     )
+    reports.extend(scope.reports)
+
+    # 5. The ledger: every run above, and the report an operator reads.
+    say("\n5) Every run above, written to a SQLite ledger (ab.SQLiteLedger), then")
+    say("   `agentbudget report spend.db --by agent`:")
+    _ledger_report(reports, say)
     say("\nThat is agentbudget: limits that stop runs before they spend, and exact reports.")
+
+
+def _ledger_report(reports: list[RunReport], say: Callable[[str], None]) -> None:
+    """Write the demo's runs to a temporary ledger and print its report table."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .reporting import render_table, spend_report
+    from .sinks.ledger import SQLiteLedger
+
+    with tempfile.TemporaryDirectory() as scratch:
+        ledger = SQLiteLedger(Path(scratch) / "spend.db")
+        try:
+            ledger.record_batch(reports)
+            report = spend_report(ledger, by="agent")
+        finally:
+            ledger.close()
+    out = io.StringIO()
+    render_table(report, Console(file=out, width=100, color_system=None))
+    for line in out.getvalue().rstrip().splitlines():
+        say(f"    {line}".rstrip())
 
 
 def run_demo(say: Callable[[str], None] = print) -> None:

@@ -31,7 +31,7 @@ RUNS = [
 async def main(path: str | Path) -> list[ab.RunReport]:
     set_tracing_disabled(True)
     ledger = ab.SQLiteLedger(path)
-    guard = ab.Guard(sinks=[ledger])  # each run's report goes to the ledger when it ends
+    guard = ab.Guard(sinks=[ledger])  # each run's report goes to the ledger, off the call path
     reports = []
     for user, model, inp, out in RUNS:
         agent = Agent(
@@ -40,6 +40,7 @@ async def main(path: str | Path) -> list[ab.RunReport]:
         )
         result = await guard.run(agent, "Where is my order?", user=user, team="support")
         reports.append(ab.report_of(result))
+    await guard.aflush()  # the ledger is written by a worker thread: wait for it
 
     for by in ("user", "model"):
         print(f"{'by ' + by:<14} {'runs':>4} {'input':>7} {'output':>7} {'cost (USD)':>12}")

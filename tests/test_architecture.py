@@ -43,7 +43,18 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("instrumentation", {"runtime"}),
     (
         "facades",
-        {"guard", "scope", "testing", "pytest_plugin", "cli", "demo", "__init__", "__main__"},
+        {
+            "guard",
+            "scope",
+            "testing",
+            "pytest_plugin",
+            "reporting",
+            "html_report",
+            "cli",
+            "demo",
+            "__init__",
+            "__main__",
+        },
     ),
 ]
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,21 @@ def test_demo_runs_offline_and_explains_itself() -> None:
     assert "tools actually executed: 5" in out
     assert "gpt-4o-mini" in out and "total: $" in out
     assert "refused before sending call 2" in out
+    # 5) the demo's runs, read back from a SQLite ledger as `agentbudget report` shows them
+    section = out[out.index("5) Every run above, written to a SQLite ledger") :]
+    rows = {line.split()[0]: line.split() for line in section.splitlines() if line.strip()}
+    assert rows["agent"][:3] == ["agent", "runs", "LLM"]
+    assert {"support", "looping", "talker", "faq"} <= set(rows)
+    assert rows["looping"][1:3] == ["1", "6"] and rows["looping"][-1] == "1"  # 6 calls, tripped
+    costs = [
+        re.sub(r"[^0-9.]", "", line.split("total: $")[1].split()[0])
+        for line in out[: out.index("5) Every run")].splitlines()
+        if "total: $" in line
+    ]
+    scope_cost = re.search(r"scope spent \$([0-9.]+)", out)
+    assert scope_cost is not None
+    expected = sum(map(Decimal, costs), Decimal(0)) + Decimal(scope_cost.group(1))
+    assert Decimal(rows["total"][4]) == expected  # the ledger's total is the runs' exact sum
 
 
 @pytest.mark.parametrize(

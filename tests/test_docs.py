@@ -24,6 +24,7 @@ import json
 import re
 import runpy
 import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,12 @@ def test_the_readme_snippet_calls_the_real_model_class(
 
 @pytest.mark.parametrize(("where", "language", "code"), blocks("bash"), ids=ids(blocks("bash")))
 def test_bash_blocks_run(
-    where: str, language: str, code: str, offline: list[str], close_sdk_loop: None
+    where: str,
+    language: str,
+    code: str,
+    offline: list[str],
+    close_sdk_loop: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from agentbudget.cli import main
 
@@ -190,6 +196,7 @@ def test_bash_blocks_run(
                 code = int(exc.code or 0)
             assert code == 0, command
         elif argv[0] == "python" and argv[1].startswith("examples/"):
+            monkeypatch.setattr(sys, "argv", argv[1:])  # the script's own arguments
             runpy.run_path(str(ROOT / argv[1]), run_name="__main__")
         else:
             pytest.fail(f"{where}: no rule to run {command!r}; add one to tests/test_docs.py")

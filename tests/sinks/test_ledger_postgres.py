@@ -119,6 +119,22 @@ async def test_postgres_summary_matches_sqlite_exactly(
     lite.close()
 
 
+async def test_postgres_top_runs_equal_sqlite_s(ledger: PostgresLedger, tmp_path: Path) -> None:
+    reports = spread()
+    await ledger.record_batch(reports)
+    lite = SQLiteLedger(tmp_path / "spend.db")
+    lite.record_batch(reports)  # the SQLite order is pinned in test_ledger_sqlite.py
+    top = await ledger.top_runs(limit=10)
+    assert [r.run_id for r in top] == ["r2", "r1", "r3", "r5", "r6", "r4"]
+    assert top == lite.top_runs(limit=10)
+    window: dict[str, Any] = {"since": T0 + timedelta(minutes=30), "until": T0 + timedelta(days=2)}
+    assert await ledger.top_runs(**window, limit=3) == lite.top_runs(**window, limit=3)
+    assert ledger.top_runs_sync(outcome="tripped") == lite.top_runs(outcome="tripped")
+    with pytest.raises(ConfigurationError, match="outcome must be one of"):
+        await ledger.top_runs(outcome="failed")
+    lite.close()
+
+
 async def test_postgres_twenty_concurrent_tasks_write_every_run_once(
     ledger: PostgresLedger, schema: str
 ) -> None:

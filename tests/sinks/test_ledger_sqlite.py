@@ -207,6 +207,24 @@ def test_summary_equals_the_sum_of_the_reports_in_any_window(ledger: SQLiteLedge
     assert ledger.runs(agent="billing")[0].outcome == "refused"
 
 
+def test_top_runs_are_the_costliest_first_with_their_calls(ledger: SQLiteLedger) -> None:
+    reports = {r.run_id: r for r in spread()}
+    ledger.record_batch(list(reports.values()))
+    # by cost (r5 and r6 cost $0, r4 is unpriced: last), then newest, then run id
+    top = ledger.top_runs(limit=10)
+    assert [r.run_id for r in top] == ["r2", "r1", "r3", "r5", "r6", "r4"]
+    assert top[0] == reports["r2"] and len(top[0].calls) == 2
+    assert [r.run_id for r in ledger.top_runs(limit=2)] == ["r2", "r1"]
+    assert [r.run_id for r in ledger.top_runs(outcome="tripped")] == ["r2"]
+    assert [r.run_id for r in ledger.top_runs(outcome="refused")] == ["r6"]
+    since, until = T0 + timedelta(minutes=30), T0 + timedelta(days=1, seconds=1)
+    assert [r.run_id for r in ledger.top_runs(since, until)] == ["r2", "r5", "r6", "r4"]
+    with pytest.raises(ConfigurationError, match="outcome must be one of"):
+        ledger.top_runs(outcome="failed")
+    with pytest.raises(ConfigurationError, match="limit"):
+        ledger.top_runs(limit=0)
+
+
 def test_migrates_a_version_1_database_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

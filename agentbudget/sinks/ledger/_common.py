@@ -355,6 +355,38 @@ def runs_query(
     return sql, params
 
 
+def top_runs_query(
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None,
+    limit: int,
+    *,
+    runs: str,
+    mark: str,
+    when: Any = None,
+) -> tuple[str, list[Any]]:
+    """The SQL selecting the costliest runs (unpriced ones last), and its parameters."""
+    sql, params = runs_query(
+        since, until, {"outcome": outcome}, None, runs=runs, mark=mark, when=when
+    )
+    sql = sql.replace(
+        "ORDER BY started_at DESC, run_id",
+        "ORDER BY COALESCE(cost_nanos, -1) DESC, started_at DESC, run_id",
+    )
+    return f"{sql} LIMIT {int(limit)}", params
+
+
+OUTCOMES: tuple[str, ...] = ("completed", "tripped", "refused", "error")
+
+
+def check_outcome(outcome: object) -> str | None:
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ConfigurationError(
+            f"outcome must be one of {', '.join(OUTCOMES)} or None; got {outcome!r}"
+        )
+    return outcome
+
+
 def check_text(name: str, value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a str or None, got {value!r}")

@@ -21,6 +21,7 @@ from ._common import (
     call_rows,
     check_filters,
     check_group,
+    check_outcome,
     check_text,
     rebuild,
     run_row,
@@ -28,6 +29,7 @@ from ._common import (
     sort_rows,
     spend_row,
     summary_query,
+    top_runs_query,
     utc,
 )
 
@@ -267,25 +269,7 @@ class PostgresLedger:
             "agent": check_text("agent", agent),
         }
         sql, params = runs_query(start, end, filters, limit, runs=self._table("ab_runs"), mark="%s")
-        calls_sql = (
-            f"SELECT * FROM {self._table('ab_llm_calls')} WHERE run_id = ANY(%s) "
-            "ORDER BY run_id, seq"
-        )
-
-        async def read(conn: psycopg.AsyncConnection[Any]) -> list[RunReport]:
-            from psycopg.rows import dict_row
-
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql, params)
-                runs = await cur.fetchall()
-                calls: dict[str, list[dict[str, Any]]] = {run["run_id"]: [] for run in runs}
-                if calls:
-                    await cur.execute(calls_sql, (list(calls),))
-                    for row in await cur.fetchall():
-                        calls[row["run_id"]].append(row)
-            return [rebuild(run, calls[run["run_id"]], run["started_at"]) for run in runs]
-
-        return await self._run(read)
+        return await self._run(lambda conn: self._reports(conn, sql, params))
 
     def runs_sync(
         self,
@@ -301,6 +285,52 @@ class PostgresLedger:
         return _run_sync(
             lambda: self.runs(since, until, user=user, team=team, agent=agent, limit=limit)
         )
+
+    async def top_runs(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        outcome: str | None = None,
+        limit: int = 10,
+    ) -> list[RunReport]:
+        """The costliest runs, biggest first, with their calls (as ``SQLiteLedger``)."""
+        start, end = check_filters(since, until, limit)
+        sql, params = top_runs_query(
+            start, end, check_outcome(outcome), limit, runs=self._table("ab_runs"), mark="%s"
+        )
+        return await self._run(lambda conn: self._reports(conn, sql, params))
+
+    def top_runs_sync(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        outcome: str | None = None,
+        limit: int = 10,
+    ) -> list[RunReport]:
+        """``top_runs`` for sync code."""
+        return _run_sync(lambda: self.top_runs(since, until, outcome=outcome, limit=limit))
+
+    async def _reports(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any]
+    ) -> list[RunReport]:
+        """The runs ``sql`` selects, in its order, rebuilt with their calls."""
+        from psycopg.rows import dict_row
+
+        calls_sql = (
+            f"SELECT * FROM {self._table('ab_llm_calls')} WHERE run_id = ANY(%s) "
+            "ORDER BY run_id, seq"
+        )
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            runs = await cur.fetchall()
+            calls: dict[str, list[dict[str, Any]]] = {run["run_id"]: [] for run in runs}
+            if calls:
+                await cur.execute(calls_sql, (list(calls),))
+                for row in await cur.fetchall():
+                    calls[row["run_id"]].append(row)
+        return [rebuild(run, calls[run["run_id"]], run["started_at"]) for run in runs]
 
     async def schema_version(self) -> int:
         """The schema version in the database (0 before first use)."""

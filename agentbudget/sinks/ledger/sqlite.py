@@ -21,6 +21,7 @@ from ._common import (
     call_rows,
     check_filters,
     check_group,
+    check_outcome,
     check_text,
     rebuild,
     run_row,
@@ -28,6 +29,7 @@ from ._common import (
     sort_rows,
     spend_row,
     summary_query,
+    top_runs_query,
     utc,
 )
 
@@ -142,6 +144,22 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             (str(target),),
         )
     return found
+
+
+def _reports(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[RunReport]:
+    """The runs ``sql`` selects, in its order, rebuilt with their calls."""
+    runs = [dict(row) for row in conn.execute(sql, params)]
+    calls: dict[str, list[dict[str, Any]]] = {run["run_id"]: [] for run in runs}
+    ids = list(calls)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for row in conn.execute(
+            f"SELECT * FROM ab_llm_calls WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+            "ORDER BY run_id, seq",
+            chunk,
+        ):
+            calls[row["run_id"]].append(dict(row))
+    return [rebuild(run, calls[run["run_id"]], _parse_when(run["started_at"])) for run in runs]
 
 
 class SQLiteLedger:
@@ -297,24 +315,28 @@ class SQLiteLedger:
             "agent": check_text("agent", agent),
         }
         sql, params = runs_query(start, end, filters, limit, runs="ab_runs", mark="?", when=_when)
+        return self._read(lambda conn: _reports(conn, sql, params))
 
-        def read(conn: sqlite3.Connection) -> list[RunReport]:
-            runs = [dict(row) for row in conn.execute(sql, params)]
-            calls: dict[str, list[dict[str, Any]]] = {run["run_id"]: [] for run in runs}
-            ids = list(calls)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                for row in conn.execute(
-                    f"SELECT * FROM ab_llm_calls WHERE run_id IN ({', '.join('?' * len(chunk))}) "
-                    "ORDER BY run_id, seq",
-                    chunk,
-                ):
-                    calls[row["run_id"]].append(dict(row))
-            return [
-                rebuild(run, calls[run["run_id"]], _parse_when(run["started_at"])) for run in runs
-            ]
+    def top_runs(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        outcome: str | None = None,
+        limit: int = 10,
+    ) -> list[RunReport]:
+        """The costliest runs, biggest first (unpriced ones last), with their calls.
 
-        return self._read(read)
+        Args:
+            since, until: the window, as in ``summary``.
+            outcome: only runs with this outcome (``"tripped"``, ...); None for all.
+            limit: how many runs at most.
+        """
+        start, end = check_filters(since, until, limit)
+        sql, params = top_runs_query(
+            start, end, check_outcome(outcome), limit, runs="ab_runs", mark="?", when=_when
+        )
+        return self._read(lambda conn: _reports(conn, sql, params))
 
     def schema_version(self) -> int:
         """The schema version of the database (0 before first use)."""
