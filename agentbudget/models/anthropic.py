@@ -191,6 +191,11 @@ class AnthropicModel(Model):
         self._counted: OrderedDict[str, int] = OrderedDict()
         self._warned_state = False
 
+    @property
+    def default_max_tokens(self) -> int:
+        """The bound every call without one is sent with (agentbudget plans with it)."""
+        return self.max_tokens
+
     # -- the client ------------------------------------------------------------------
 
     def _get_client(self) -> AsyncAnthropic:
