@@ -46,6 +46,9 @@ class Turn:
     error: int | None = None
     """Answer with this HTTP status (429, 529, ...) instead."""
     final_tool_input: dict[str, Any] | None = None
+    """Answer with the forced ``final_output`` tool (structured output by tool)."""
+    text: str | None = None
+    """Answer with this text instead of ``output_tokens`` words."""
 
 
 @dataclass
@@ -89,7 +92,9 @@ class FakeAnthropic:
             )
         blocks, stop, output = self._answer(body, turn)
         usage: dict[str, Any] = {
-            "input_tokens": turn.input_tokens if turn.input_tokens is not None else self.input_tokens,
+            "input_tokens": turn.input_tokens
+            if turn.input_tokens is not None
+            else self.input_tokens,
             "cache_read_input_tokens": turn.cache_read,
             "cache_creation_input_tokens": turn.cache_write_5m + turn.cache_write_1h,
             "cache_creation": {
@@ -146,6 +151,9 @@ class FakeAnthropic:
                     {"type": "tool_use", "id": f"toolu_{number}", "name": name, "input": arguments}
                 )
             return blocks, "tool_use", used + 10 * len(turn.tools)
+        if turn.text is not None:
+            blocks.append({"type": "text", "text": turn.text})
+            return blocks, "end_turn", used + turn.output_tokens
         text = min(turn.output_tokens, room - used)
         blocks.append({"type": "text", "text": text_of(text)})
         stop = "max_tokens" if turn.output_tokens > room - used else "end_turn"
@@ -241,6 +249,15 @@ class FakeAnthropic:
             }
         )
         events.append({"type": "message_stop"})
-        return "".join(
-            f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events
-        )
+        return "".join(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events)
+
+
+def billed_tokens(server: FakeAnthropic) -> int:
+    """Every token the server billed (input with cache reads and writes, and output)."""
+    return sum(
+        usage["input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["cache_creation_input_tokens"]
+        + usage["output_tokens"]
+        for usage in server.billed
+    )

@@ -105,9 +105,9 @@ def test_the_long_context_tier_is_decided_on_the_total_input_anthropic_bills() -
     )
     assert usage.input_tokens == 210_000
     # tier rates: $6/M input, $0.60/M cached, $22.50/M output
-    assert PRICES.cost("claude-sonnet-4-5", usage) == Decimal("0.36") + Decimal(
-        "0.09"
-    ) + Decimal("0.0225")
+    assert PRICES.cost("claude-sonnet-4-5", usage) == Decimal("0.36") + Decimal("0.09") + Decimal(
+        "0.0225"
+    )
 
 
 def test_usage_shapes_map_without_double_counting() -> None:
@@ -223,9 +223,7 @@ async def test_thinking_streams_and_is_replayed_with_its_signature() -> None:
     server = FakeAnthropic(
         [Turn(thinking_tokens=40, tools=[("lookup", {"q": "x"})]), Turn(output_tokens=3)]
     )
-    agent = Agent(
-        name="assistant", model=server.model(thinking_budget=2_048), tools=[lookup]
-    )
+    agent = Agent(name="assistant", model=server.model(thinking_budget=2_048), tools=[lookup])
     result = ab.Guard().run_streamed(agent, PROMPT)
     kinds: list[str] = []
     async for event in result.stream_events():
