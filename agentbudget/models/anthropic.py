@@ -19,7 +19,9 @@ raises ``ModelBehaviorError`` from a frame that holds the paid response as an
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -258,7 +260,8 @@ class AnthropicModel(Model):
             model_config=_trace_config(body),
             disabled=tracing.is_disabled(),
         ) as span:
-            message = await self._get_client().messages.create(**body, **options)
+            client = self._get_client()
+            message = await client.messages.create(**_call(client.messages.create, body, options))
             usage = TokenUsage.from_anthropic(message.usage)
             span.span_data.usage = {
                 "input_tokens": usage.input_tokens,
@@ -311,7 +314,10 @@ class AnthropicModel(Model):
             model_config=_trace_config(body),
             disabled=tracing.is_disabled(),
         ) as span:
-            stream = await self._get_client().messages.create(**body, **options, stream=True)
+            client = self._get_client()
+            stream = await client.messages.create(
+                **_call(client.messages.create, {**body, "stream": True}, options)
+            )
             streamer = _Streamer(self)
             try:
                 async for event in stream:
@@ -565,7 +571,9 @@ class AnthropicModel(Model):
         ).hexdigest()
         tokens = self._counted.get(key)
         if tokens is None:
-            counted = await self._get_client().messages.count_tokens(**body)
+            client = self._get_client()
+            count = client.messages.count_tokens
+            counted = await count(**_call(count, body, {}))
             tokens = int(counted.input_tokens)
             self._counted[key] = tokens
             if len(self._counted) > _COUNT_CACHE_SIZE:
@@ -858,6 +866,28 @@ class _Streamer:
 
 
 # -- conversions -------------------------------------------------------------------------
+
+
+def _call(method: Any, body: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for an ``anthropic`` method: the body fields it takes by name,
+    and the rest (``temperature``, ``top_k``, ... where a release dropped them from the
+    signature) in ``extra_body``, which the client merges into the request last."""
+    accepted = _parameters(method)
+    known = {key: value for key, value in body.items() if key in accepted}
+    extra = {key: value for key, value in body.items() if key not in accepted}
+    kwargs = {**known, **options}
+    if extra:
+        kwargs["extra_body"] = {**extra, **(options.get("extra_body") or {})}
+    return kwargs
+
+
+@functools.lru_cache(maxsize=8)
+def _signature_of(function: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
+
+
+def _parameters(method: Any) -> frozenset[str]:
+    return _signature_of(getattr(method, "__func__", method))
 
 
 def _positive_int(value: Any) -> bool:
