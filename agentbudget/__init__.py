@@ -4,6 +4,7 @@ Circuit breakers that stop a run before it spends, an exact price table, and a c
 report for every run.
 """
 
+from . import models as models  # ab.models.AnthropicModel (a submodule, not in __all__)
 from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
 from .errors import (
     AgentBudgetError,

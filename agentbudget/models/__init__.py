@@ -7,6 +7,6 @@ no ``anthropic``; building a model without it raises ``ConfigurationError`` nami
 extra (``pip install "agentbudget-sdk[anthropic]"``).
 """
 
-from .anthropic import AnthropicModel, AnthropicProvider
+from .anthropic import AnthropicModel, AnthropicProvider, set_default_anthropic_client
 
-__all__ = ["AnthropicModel", "AnthropicProvider"]
+__all__ = ["AnthropicModel", "AnthropicProvider", "set_default_anthropic_client"]

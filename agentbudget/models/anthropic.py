@@ -78,7 +78,12 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
     from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicModel", "AnthropicProvider"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicModel",
+    "AnthropicProvider",
+    "set_default_anthropic_client",
+]
 
 logger = logging.getLogger("agentbudget")
 
@@ -105,6 +110,24 @@ def _anthropic() -> Any:
             'AnthropicModel needs the anthropic package: pip install "agentbudget-sdk[anthropic]"'
         ) from exc
     return anthropic
+
+
+_default_client: AsyncAnthropic | None = None
+
+
+def set_default_anthropic_client(client: AsyncAnthropic | None) -> None:
+    """The client every ``AnthropicModel`` built without one uses (None: one built from
+    the environment, ``ANTHROPIC_API_KEY``), as the SDK's ``set_default_openai_client``.
+
+    Raises:
+        ConfigurationError: ``client`` is not an ``anthropic.AsyncAnthropic``.
+    """
+    global _default_client
+    if client is not None and not isinstance(client, _anthropic().AsyncAnthropic):
+        raise ConfigurationError(
+            f"client must be an anthropic.AsyncAnthropic, got {type(client).__name__}"
+        )
+    _default_client = client
 
 
 def bare_name(model: str) -> str:
@@ -202,7 +225,7 @@ class AnthropicModel(Model):
 
     def _get_client(self) -> AsyncAnthropic:
         if self._client is None:
-            self._client = cast("AsyncAnthropic", _anthropic().AsyncAnthropic())
+            self._client = _default_client or cast("AsyncAnthropic", _anthropic().AsyncAnthropic())
         if provider_retries_disabled():
             # the runner retries this call itself (ModelSettings.retry): no second layer
             return self._client.with_options(max_retries=0)
