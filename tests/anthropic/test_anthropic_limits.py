@@ -24,7 +24,7 @@ from agents import (
 from fake_anthropic import FakeAnthropic, Turn, billed_tokens, text_of
 
 import agentbudget as ab
-from agentbudget.models import AnthropicProvider
+from agentbudget.models import AnthropicModel, AnthropicProvider
 from agentbudget.pricing import PriceTable
 from agentbudget.tokens import estimate_call_input
 
@@ -217,3 +217,137 @@ async def test_the_sdks_runner_retries_on_the_models_advice(streamed: bool) -> N
     agent = Agent(name="assistant", model=server.model(), model_settings=settings)
     result = await run(agent, streamed)
     assert len(server.requests) == 2 and result.final_output == text_of(3)
+
+
+# -- every limit, as on the OpenAI classes (tests/conformance) ----------------------------
+
+
+@function_tool
+def lookup(q: str) -> str:
+    """Look something up."""
+    return "found " + q
+
+
+def call_tool() -> Turn:
+    return Turn(tools=[("lookup", {"q": "a"})])
+
+
+LIMIT_CASES = {
+    # limit: (Limits, the script, the error)
+    "max_llm_calls": (
+        ab.Limits(max_llm_calls=1),
+        [call_tool(), Turn(output_tokens=10)],
+        ab.LLMCallLimitExceeded,
+    ),
+    "max_tool_calls": (
+        ab.Limits(max_tool_calls=1),
+        [call_tool(), call_tool(), Turn(output_tokens=10)],
+        ab.ToolCallLimitExceeded,
+    ),
+    "max_input_tokens": (
+        ab.Limits(max_input_tokens=1_500),
+        [call_tool(), Turn(output_tokens=10)],
+        ab.TokenLimitExceeded,
+    ),
+    "max_tokens": (ab.Limits(max_tokens=1_300), [Turn(output_tokens=5_000)], ab.TokenLimitExceeded),
+    "max_output_tokens": (
+        ab.Limits(max_output_tokens=60),
+        [Turn(output_tokens=5_000)],
+        ab.TokenLimitExceeded,
+    ),
+    "max_cost_usd": (
+        ab.Limits(max_cost_usd="0.01"),
+        [Turn(output_tokens=5_000)],
+        ab.CostLimitExceeded,
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(LIMIT_CASES))
+async def test_every_limit_trips_with_a_report_priced_at_the_servers_usage(
+    limit: str, streamed: bool
+) -> None:
+    limits, script, error = LIMIT_CASES[limit]
+    prompt = text_of(800)
+    server = FakeAnthropic(list(script), input_tokens=estimate(prompt))
+    agent = Agent(name="assistant", model=server.model(), tools=[lookup])
+    with pytest.raises(error) as caught:
+        await run(agent, streamed, prompt, limits=limits)
+    report = caught.value.report
+    assert report is not None and report.outcome == "tripped"
+    assert report.tripped_limit == limit
+    # every request the server answered is charged, at the server's figures
+    assert [(c.output_tokens, c.estimated) for c in report.calls] == [
+        (usage["output_tokens"], False) for usage in server.billed
+    ]
+    assert report.cost_usd == sum(
+        (
+            PRICES.cost("claude-sonnet-4-5", ab.TokenUsage.from_anthropic(usage))
+            for usage in server.billed
+        ),
+        Decimal(0),
+    )
+    bound = getattr(limits, limit)
+    if limit == "max_cost_usd":
+        assert report.cost_usd <= bound
+    elif limit in ("max_tokens", "max_output_tokens"):
+        used = report.output_tokens if limit == "max_output_tokens" else report.total_tokens
+        assert used <= bound
+
+
+async def test_max_seconds_cancels_a_call_and_charges_its_input() -> None:
+    import asyncio
+
+    import httpx2
+
+    server = FakeAnthropic([Turn(output_tokens=10)], input_tokens=100)
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(5)
+        return server._handle(request)
+
+    client = server.client()
+    client._client._transport = httpx2.MockTransport(slow)  # type: ignore[attr-defined]
+    agent = Agent(name="a", model=AnthropicModel("claude-sonnet-4-5", client))
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=10_000)])
+    with pytest.raises(ab.TimeLimitExceeded) as caught:
+        await ab.Guard(limits=ab.Limits(max_seconds=0.3), budgets=budgets).run(
+            agent, "hi", user="u"
+        )
+    assert caught.value.report is not None
+    (row,) = await budgets.spend(user="u")
+    assert row.reserved == 0 and row.spent == estimate("hi")
+
+
+async def test_cap_output_then_refuse(streamed: bool) -> None:
+    server = FakeAnthropic([Turn(output_tokens=50), Turn(output_tokens=50)], input_tokens=100)
+    budgets = ab.Budgets(
+        allowances=[ab.Allowance(per="user", window="day", tokens=250)],
+        on_exhausted=[ab.CapOutput(200), ab.Refuse("Come back tomorrow.")],
+        min_output_tokens=300,
+    )
+    agent = Agent(name="assistant", model=server.model())
+    result = await run(agent, streamed, budgets=budgets, user="u")
+    (call,) = ab.report_of(result).calls
+    # under min_output_tokens but above the cap: CapOutput sends what the allowance leaves
+    assert call.degraded == "cap_output" and 200 <= server.requests[0]["max_tokens"] < 250
+    with pytest.raises(ab.BudgetExhausted, match="Come back tomorrow"):
+        await run(agent, streamed, budgets=budgets, user="u")
+    assert len(server.requests) == 1  # refused before anything was sent
+
+
+async def test_an_ungoverned_run_is_the_bare_models_run(streamed: bool) -> None:
+    from agents import Runner
+
+    server = FakeAnthropic([call_tool(), Turn(output_tokens=4)], input_tokens=50)
+    agent = Agent(name="assistant", model=server.model(), tools=[lookup])
+    if streamed:
+        result: Any = Runner.run_streamed(agent, PROMPT)
+        async for _ in result.stream_events():
+            pass
+    else:
+        result = await Runner.run(agent, PROMPT)
+    assert result.final_output == text_of(4)
+    usage = result.context_wrapper.usage
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 100, 14)
+    assert server.requests[0]["max_tokens"] == server.requests[1]["max_tokens"] == 8_192
