@@ -351,3 +351,18 @@ async def test_an_ungoverned_run_is_the_bare_models_run(streamed: bool) -> None:
     usage = result.context_wrapper.usage
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 100, 14)
     assert server.requests[0]["max_tokens"] == server.requests[1]["max_tokens"] == 8_192
+
+
+async def test_a_limit_cut_inside_the_thinking_trips_the_limit_not_the_sdk_error(
+    streamed: bool,
+) -> None:
+    server = FakeAnthropic([Turn(thinking_tokens=5_000)], input_tokens=400)
+    agent = Agent(name="assistant", model=server.model(thinking_budget=2_048))
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await run(agent, streamed, limits=ab.Limits(max_output_tokens=1_500))
+    body = server.requests[0]
+    assert body["max_tokens"] == 1_500 and body["thinking"]["budget_tokens"] == 1_499
+    report = caught.value.report
+    assert report is not None
+    (call,) = report.calls
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (400, 1_500, False)
