@@ -393,7 +393,7 @@ class AnthropicModel(Model):
                 bounds.append(value)
         max_tokens = min(bounds) if bounds else self.max_tokens
         system, messages = self.messages(system_instructions, input)
-        body: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens}
+        body: dict[str, Any] = {"model": bare_name(self.model), "max_tokens": max_tokens}
         if system:
             body["system"] = system
         body["messages"] = messages

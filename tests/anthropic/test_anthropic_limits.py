@@ -366,3 +366,17 @@ async def test_a_limit_cut_inside_the_thinking_trips_the_limit_not_the_sdk_error
     assert report is not None
     (call,) = report.calls
     assert (call.input_tokens, call.output_tokens, call.estimated) == (400, 1_500, False)
+
+
+async def test_downgrade_of_a_model_instance_builds_a_sibling_on_the_same_client() -> None:
+    prompt = text_of(8_000)
+    server = FakeAnthropic([Turn(output_tokens=20)], input_tokens=estimate(prompt))
+    budgets = ab.Budgets(
+        allowances=[ab.Allowance(per="user", window="day", usd="0.055")],
+        on_exhausted=[ab.Downgrade("anthropic/claude-haiku-4-5")],
+    )
+    agent = Agent(name="assistant", model=server.model())
+    result = await run(agent, False, prompt, budgets=budgets, user="u")
+    assert server.requests[0]["model"] == "claude-haiku-4-5"  # the prefix is not sent
+    (call,) = ab.report_of(result).calls
+    assert call.degraded == "downgrade" and call.price_key == "claude-haiku-4-5"
