@@ -146,6 +146,8 @@ class FakeAnthropic:
             )
             return blocks, "tool_use", used + 10
         if turn.tools:
+            if turn.text is not None:  # a preamble before the tool calls
+                blocks.append({"type": "text", "text": turn.text})
             for number, (name, arguments) in enumerate(turn.tools, 1):
                 blocks.append(
                     {"type": "tool_use", "id": f"toolu_{number}", "name": name, "input": arguments}

@@ -239,3 +239,55 @@ async def test_thinking_streams_and_is_replayed_with_its_signature() -> None:
     assert replayed[1]["type"] == "tool_use"
     (first_call, _) = ab.report_of(result).calls
     assert first_call.output_tokens == 50  # 40 thinking + 10 for the tool call, as billed
+
+
+async def test_text_before_a_tool_call_streams_in_order_and_is_replayed() -> None:
+    @function_tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return "found"
+
+    server = FakeAnthropic(
+        [Turn(text="Let me check.", tools=[("lookup", {"q": "x"})]), Turn(output_tokens=2)]
+    )
+    agent = Agent(name="assistant", model=server.model(), tools=[lookup])
+    result = ab.Guard().run_streamed(agent, PROMPT)
+    added: list[tuple[int, str]] = []
+    async for event in result.stream_events():
+        if event.type == "raw_response_event" and event.data.type == "response.output_item.added":
+            added.append((event.data.output_index, event.data.item.type))
+    assert added[:2] == [(0, "message"), (1, "function_call")]
+    assistant = server.requests[1]["messages"][1]
+    assert [block["type"] for block in assistant["content"]] == ["text", "tool_use"]
+    assert assistant["content"][0]["text"] == "Let me check."
+
+
+def test_input_items_become_messages_api_turns() -> None:
+    model = FakeAnthropic().model()
+    system, turns = model.messages(
+        "Be brief.",
+        [
+            {"role": "developer", "content": "Answer in French."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAAA"},
+                ],
+            },
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": 1}'},
+            {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "one"},
+            {"type": "function_call_output", "call_id": "c2", "output": "two"},
+            {"role": "user", "content": "And then?"},
+        ],
+    )
+    assert [block["text"] for block in system] == ["Be brief.", "Answer in French."]
+    user, assistant, results = turns
+    assert user["content"][1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+    }
+    assert [b["input"] for b in assistant["content"]] == [{"a": 1}, {}]
+    # both tool results, then the next user text, in one user turn (results first)
+    assert [b["type"] for b in results["content"]] == ["tool_result", "tool_result", "text"]
