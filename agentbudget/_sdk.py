@@ -32,6 +32,7 @@ __all__ = [
     "installed",
     "original",
     "paid_response_locals",
+    "provider_retries_disabled",
     "run_task",
     "store_exception",
     "stored_exception",
@@ -177,3 +178,20 @@ def paid_response_locals(exc: BaseException) -> list[dict[str, Any]]:
         frames.append(tb.tb_frame.f_locals)
         tb = tb.tb_next
     return frames
+
+
+# -- provider-managed retries ----------------------------------------------------------------
+
+
+def provider_retries_disabled() -> bool:
+    """Whether the SDK's runner is retrying the current model call itself.
+
+    The SDK's own model classes then build their client with ``max_retries=0`` (so a
+    call is not retried by two layers); ``AnthropicModel`` does the same. The flag lives
+    in a private module (``agents.models._retry_runtime``); without it, False.
+    """
+    try:
+        from agents.models._retry_runtime import should_disable_provider_managed_retries
+    except ImportError:  # pragma: no cover - older or newer SDKs
+        return False
+    return bool(should_disable_provider_managed_retries())

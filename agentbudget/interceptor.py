@@ -268,6 +268,13 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
+        default_bound = getattr(inner, "default_max_tokens", None)
+        if isinstance(default_bound, int) and user_output_bound(request.settings) is None:
+            # a model that always sends a bound (AnthropicModel: Anthropic requires one)
+            # is planned, held and reserved at that bound, not at the price entry's
+            request = dataclasses.replace(
+                request, settings=_with(request.settings, max_tokens=default_bound)
+            )
         tool_tokens = request_tool_tokens(
             name, request.tools, request.handoffs, request.output_schema
         )

@@ -102,6 +102,67 @@ class TokenUsage(_Checked):
         )
 
     @classmethod
+    def from_anthropic(cls, usage: Any) -> TokenUsage:
+        """Convert an Anthropic Messages ``usage`` block (a ``Usage``, a streamed
+        ``MessageDeltaUsage`` or its dict); never raises.
+
+        Anthropic's ``input_tokens`` counts only the uncached input: cache reads
+        (``cache_read_input_tokens``) and cache writes (``cache_creation_input_tokens``)
+        come on top of it. agentbudget's ``input_tokens`` includes both, so the total input
+        here is their sum, the input Anthropic bills and picks a long-context tier by.
+        Writes are split by lifetime with ``cache_creation.ephemeral_1h_input_tokens`` (the
+        rest are 5-minute writes); a split that disagrees with the total is clamped into
+        it. Thinking tokens (``output_tokens_details.thinking_tokens``) are part of the
+        output, as Anthropic bills them.
+        """
+        uncached = _count(_field(usage, "input_tokens"))
+        reads = _count(_field(usage, "cache_read_input_tokens"))
+        creation = _field(usage, "cache_creation")
+        short = _count(_field(creation, "ephemeral_5m_input_tokens"))
+        long = _count(_field(creation, "ephemeral_1h_input_tokens"))
+        total_writes = _field(usage, "cache_creation_input_tokens")
+        writes = short + long if total_writes is None else _count(total_writes)
+        long = min(long, writes)
+        details = _field(usage, "output_tokens_details")
+        return cls.normalised(
+            input_tokens=uncached + reads + writes,
+            cached_input_tokens=reads,
+            cache_write_tokens=writes - long,
+            cache_write_1h_tokens=long,
+            output_tokens=_count(_field(usage, "output_tokens")),
+            reasoning_tokens=_count(_field(details, "thinking_tokens")),
+        )
+
+    def to_agents_usage(self) -> Usage:
+        """This one request's usage as the SDK's ``agents.Usage`` (``requests=1``).
+
+        ``from_agents_usage`` reads it back unchanged: cache reads are ``cached_tokens``,
+        all writes ``cache_write_tokens``, and the long-lived writes (Anthropic's 1-hour
+        ones) sit in ``cache_write_tokens_details.ttl_12h_tokens``, the SDK's only
+        long-retention slot (the 5-minute ones in ``ttl_30m_tokens``).
+        """
+        from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
+
+        writes = self.cache_write_tokens + self.cache_write_1h_tokens
+        details: dict[str, Any] = {
+            "cached_tokens": self.cached_input_tokens,
+            "cache_write_tokens": writes,
+        }
+        if self.cache_write_1h_tokens:
+            details["cache_write_tokens_details"] = {
+                "ttl_12h_tokens": self.cache_write_1h_tokens,
+                "ttl_30m_tokens": self.cache_write_tokens,
+            }
+        return Usage(
+            requests=1,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            total_tokens=self.total_tokens,
+            input_tokens_details=InputTokensDetails.model_validate(details),
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=self.reasoning_tokens),
+        )
+
+    @classmethod
     def normalised(
         cls,
         *,
@@ -184,6 +245,13 @@ class TokenUsage(_Checked):
                 entries.append(cls(**rest))
             return entries
         raise TypeError(f"usage must be agents.Usage or TokenUsage, got {type(usage).__name__}")
+
+
+def _field(source: Any, name: str) -> Any:
+    """``source.name`` or ``source[name]`` (None when absent)."""
+    if isinstance(source, dict):
+        return source.get(name)
+    return getattr(source, name, None)
 
 
 def _count(value: Any) -> int:

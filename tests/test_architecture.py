@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("budgets and alerts", {"budgets", "alerts"}),
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
+    ("provider models", {"models"}),
     ("hooks, interceptor, context variables", {"hooks", "interceptor", "current"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),

@@ -26,6 +26,7 @@ import runpy
 import shlex
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,38 @@ def _responses_api(request: Any) -> Any:
     )
 
 
+def _anthropic_client(asked: list[str]) -> Any:
+    """An ``AsyncAnthropic`` over a fake Messages API: every answer is "Shipped."."""
+    import httpx2 as httpx
+    from anthropic import AsyncAnthropic
+
+    def handle(request: Any) -> Any:
+        body = json.loads(request.content)
+        if request.url.path.endswith("/count_tokens"):
+            return httpx.Response(200, json={"input_tokens": 30})
+        asked.append(body["model"])
+        return httpx.Response(
+            200,
+            json={
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": "Shipped."}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 30, "output_tokens": 6},
+            },
+        )
+
+    return AsyncAnthropic(
+        api_key="sk-ant-docs",
+        base_url="http://fake-anthropic.test",
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+        max_retries=0,
+    )
+
+
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
     """A fake OpenAI API for model names, memory stores for redis:// URLs, a scratch cwd.
@@ -118,6 +151,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[st
     from agents.models import _openai_shared
     from openai import AsyncOpenAI
 
+    from agentbudget.models import anthropic as anthropic_models
     from agentbudget.stores import MemoryStore, registry
 
     asked: list[str] = []
@@ -133,6 +167,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[st
     )
     monkeypatch.setattr(_openai_shared, "_default_openai_client", client)
     monkeypatch.setattr(_openai_shared, "_use_responses_by_default", True)
+    monkeypatch.setattr(anthropic_models, "_default_client", _anthropic_client(asked))
 
     def redis_as_memory(url: str, **options: Any) -> MemoryStore:
         options.pop("prefix", None)
@@ -234,3 +269,17 @@ def test_per_user_budgets_example_downgrades_then_refuses(
     assert "gpt-4o-mini (downgraded)" in alice
     assert alice[-1].startswith("refused: You have used today's allowance")
     assert log["bob"] == ["gpt-4o"]
+
+
+def test_the_claude_example_prices_the_cache_write_and_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    module = runpy.run_path(str(ROOT / "examples" / "claude.py"))
+    report = asyncio.run(module["main"]())
+    first, second = report.calls
+    # 40 in at $3/M + 1,200 written for 5 minutes at $3.75/M + 25 out at $15/M
+    assert (first.cache_write_tokens, first.cost_usd) == (1_200, Decimal("0.004995"))
+    # 90 in at $3/M + 1,200 read at $0.30/M + 9 out at $15/M
+    assert (second.cached_input_tokens, second.cost_usd) == (1_200, Decimal("0.000765"))
+    assert report.tool_calls == 1 and report.outcome == "completed"
