@@ -6,6 +6,7 @@ report for every run.
 
 from ._version import __version__
 from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
+from .context import ContextBudget
 from .errors import (
     AgentBudgetError,
     AgentBudgetExceeded,
@@ -38,6 +39,7 @@ __all__ = [
     "Budgets",
     "CapOutput",
     "ConfigurationError",
+    "ContextBudget",
     "CostLimitExceeded",
     "CostSink",
     "Downgrade",

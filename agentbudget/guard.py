@@ -10,6 +10,7 @@ from agents import Agent, Runner
 from agents.result import RunResult, RunResultStreaming
 
 from .budgets import Budgets
+from .context import ContextBudget
 from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
 from .limits import Limits
@@ -34,6 +35,8 @@ class Guard:
         prices: the price table; ``PriceTable.default()`` when omitted.
         budgets: per-user, per-team and global allowances (``Budgets``).
         sinks: where each run's report goes (``LogSink``, ``JsonlSink``, any ``CostSink``).
+        context: a ``ContextBudget`` that keeps each LLM call's input under a token budget
+            (composed with the run's own ``call_model_input_filter``).
     """
 
     def __init__(
@@ -43,7 +46,12 @@ class Guard:
         prices: PriceTable | None = None,
         budgets: Budgets | None = None,
         sinks: Iterable[CostSink] = (),
+        context: ContextBudget | None = None,
     ) -> None:
+        if context is not None and not isinstance(context, ContextBudget):
+            raise ConfigurationError(
+                f"context must be an agentbudget.ContextBudget, got {context!r}"
+            )
         if budgets is not None and not isinstance(budgets, Budgets):
             raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -59,6 +67,7 @@ class Guard:
             prices=prices or PriceTable.default(),
             budgets=budgets,
             sinks=sinks,
+            stages=() if context is None else (context,),
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
 
@@ -152,10 +161,11 @@ def configure(
     prices: PriceTable | None = None,
     budgets: Budgets | None = None,
     sinks: Iterable[CostSink] = (),
+    context: ContextBudget | None = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
-    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks)
+    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks, context=context)
     with _default_lock:
         _default = guard
         set_default_policy(guard.policy)

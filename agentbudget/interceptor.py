@@ -487,6 +487,8 @@ class MeteredModel(Model):
         unpriced: UnknownModelError | None = None
         tier = service_tier or _requested_tier(plan.settings)
         standard_rate = False
+        context_saved = self.meter.take_context_saved()
+        context_nanos = cache_nanos = 0
         if plan.price is not None:
             try:
                 price = plan.price
@@ -496,6 +498,7 @@ class MeteredModel(Model):
                 if service_tier is None and price is not plan.price:
                     # asked for, not reported: never charge less than the standard rate
                     nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
+                context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
@@ -519,6 +522,9 @@ class MeteredModel(Model):
                 local=plan.price is not None and plan.price.local,
                 service_tier=tier,
                 priced_at_standard_rate=standard_rate,
+                context_saved_tokens=context_saved,
+                context_saved_nanos=context_nanos,
+                cache_saved_nanos=cache_nanos,
             )
         )
         if plan.reservation is not None:
@@ -981,6 +987,17 @@ def _tier_price(
         return price, False
     tiered, published = price.for_service_tier(tier)
     return tiered, not published
+
+
+def _savings(price: ModelPrice, usage: TokenUsage, nanos: int, removed: int) -> tuple[int, int]:
+    """What ``removed`` input tokens would have cost, and what the prompt cache saved (the
+    call at the uncached input rate minus what it cost), in nano-USD."""
+    context = price.cost_nanos(TokenUsage(input_tokens=removed)) if removed else 0
+    cache = 0
+    if usage.cached_input_tokens:
+        uncached = usage.model_copy(update={"cached_input_tokens": 0})
+        cache = max(price.cost_nanos(uncached) - nanos, 0)
+    return context, cache
 
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:

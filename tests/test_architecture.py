@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("budgets", {"budgets"}),
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
-    ("hooks, interceptor, context variables", {"hooks", "interceptor", "current"}),
+    ("hooks, interceptor, context variables", {"hooks", "interceptor", "current", "context"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),
     (

@@ -34,6 +34,8 @@ DOCUMENTED = {
     "SQLiteLedger",
     "PostgresLedger",
     "OTelSink",
+    # context budgets
+    "ContextBudget",
     # errors
     "AgentBudgetError",
     "AgentBudgetExceeded",
