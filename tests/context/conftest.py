@@ -1,0 +1,9 @@
+"""Context budgets: the filter alone, in the pipeline, and over the real model classes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "conformance"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
