@@ -226,7 +226,10 @@ class ContextBudget:
     # -- the stage ---------------------------------------------------------------------
 
     def begin(self, run: Any) -> None:
-        """Context stage: compose this budget into the run's ``call_model_input_filter``."""
+        """Context stage: compose this budget into the run's ``call_model_input_filter``
+        (not into the summariser's own runs)."""
+        if self.summarize is not None and run.agent is self.summarize:
+            return
         run_config = run.kwargs.get("run_config")
         if isinstance(run_config, dict):
             run_config = RunConfig(**run_config)
