@@ -139,8 +139,8 @@ class ContextBudget:
         self.preview_chars = preview_chars
         self.summarize = summarize
         self.order: Order = order
-        self._old_trimmer = self._trimmer(keep_recent_turns)
-        self._recent_trimmer = self._trimmer(1)
+        self._trimmer_ = self._trimmer(1)
+        self._trimmed: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._counts: OrderedDict[int, tuple[Any, str, int]] = OrderedDict()
         self._overheads: OrderedDict[tuple[int, str], tuple[Agent[Any], int, int, int]] = (
@@ -325,8 +325,8 @@ class ContextBudget:
             return ContextFit(items, before, before)
 
         # 1. bulky tool outputs of the older turns (always, without a budget)
-        if self._old_trimmer is not None:
-            items, raw = self._trim(self._old_trimmer, items, counts, raw, encoding, model)
+        if self._trimmer_ is not None:
+            items, raw = self._trim(self.keep_recent_turns, items, counts, raw, encoding, model)
             if budget is None or fits(raw):
                 return ContextFit(items, before, _approximated(raw, family))
 
@@ -345,8 +345,8 @@ class ContextBudget:
         counts = [count for i, count in enumerate(counts) if i not in dropped_at]
 
         # 3. bulky tool outputs of the recent turns, except the latest
-        if not fits(raw) and self._recent_trimmer is not None:
-            kept, raw = self._trim(self._recent_trimmer, kept, counts, raw, encoding, model)
+        if not fits(raw) and self._trimmer_ is not None:
+            kept, raw = self._trim(1, kept, counts, raw, encoding, model)
         if not fits(raw):
             observed = _approximated(raw, family) + reserve
             raise TokenLimitExceeded(
@@ -362,28 +362,72 @@ class ContextBudget:
 
     def _trim(
         self,
-        trimmer: ToolOutputTrimmer,
+        keep_turns: int,
         items: list[Any],
         counts: list[int],
         raw: int,
         encoding: Any,
         model: str,
     ) -> tuple[list[Any], int]:
-        """Apply ``trimmer`` (one item out per item in), updating ``counts`` and ``raw``."""
-        data = CallModelData(
-            model_data=ModelInputData(input=items, instructions=None),
-            agent=_NO_AGENT,
-            context=None,
-        )
-        trimmed = trimmer(data).input
-        if len(trimmed) != len(items):  # never expected: keep the items as they were
-            return items, raw
-        for index, (old, new) in enumerate(zip(items, trimmed, strict=True)):
-            if new is not old:
-                tokens = self._count(new, encoding, model)
-                raw += tokens - counts[index]
-                counts[index] = tokens
-        return trimmed, raw
+        """Trim bulky tool outputs before the last ``keep_turns`` turns with the SDK's
+        ``ToolOutputTrimmer``, updating ``counts`` and ``raw``.
+
+        Each output goes through the trimmer once: what it made of an item is kept by the
+        item's identity (the SDK resends the same items on every call of a run).
+        """
+        assert self._trimmer_ is not None
+        boundary = _recent_boundary(items, keep_turns)
+        memo = self._trimmed
+        fresh: list[int] = []
+        out = items
+        for index in range(boundary):
+            item = items[index]
+            if item.__class__ is not dict or item.get("type") not in _TRIMMABLE:
+                continue
+            done = memo.get(id(item))
+            if done is None or done[0] is not item:
+                fresh.append(index)
+            elif done[1] is not item:
+                if out is items:
+                    out = list(items)
+                out[index] = done[1]
+        if fresh:
+            calls = {
+                item.get("call_id") or item.get("id"): item
+                for item in items[:boundary]
+                if item.__class__ is dict and item.get("type") in _NAMING_CALLS
+            }
+            batch: list[Any] = []
+            at: list[int] = []
+            for index in fresh:
+                call = calls.get(items[index].get("call_id") or items[index].get("id"))
+                if call is not None:
+                    batch.append(call)
+                at.append(len(batch))
+                batch.append(items[index])
+            batch.append({"role": "user", "content": ""})  # everything before it is old
+            data = CallModelData(
+                model_data=ModelInputData(input=batch, instructions=None),
+                agent=_NO_AGENT,
+                context=None,
+            )
+            trimmed = self._trimmer_(data).input
+            with self._lock:
+                for index, position in zip(fresh, at, strict=True):
+                    memo[id(items[index])] = (items[index], trimmed[position])
+                    if trimmed[position] is not items[index]:
+                        if out is items:
+                            out = list(items)
+                        out[index] = trimmed[position]
+                while len(memo) > _COUNT_CACHE_SIZE:
+                    memo.popitem(last=False)
+        if out is not items:
+            for index in range(boundary):
+                if out[index] is not items[index]:
+                    tokens = self._count(out[index], encoding, model)
+                    raw += tokens - counts[index]
+                    counts[index] = tokens
+        return out, raw
 
     # -- summaries ---------------------------------------------------------------------
 
@@ -459,6 +503,9 @@ class ContextBudget:
 
 
 _NO_AGENT: Any = None
+_NONE: tuple[None, None] = (None, None)
+_TRIMMABLE = frozenset({"function_call_output", "tool_search_output"})
+_NAMING_CALLS = frozenset({"function_call", "tool_search_call"})
 
 
 def _check_int(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
@@ -527,17 +574,34 @@ def _links(item: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _recent_boundary(items: Sequence[Any], keep_turns: int) -> int:
+    """The index of the ``keep_turns``-th user message from the end (0 if fewer), as
+    ``ToolOutputTrimmer`` finds it."""
+    seen = 0
+    for index in range(len(items) - 1, -1, -1):
+        if _is_user_message(items[index]):
+            seen += 1
+            if seen >= keep_turns:
+                return index
+    return 0
+
+
 def _groups(items: Sequence[Any], keep_recent_turns: int) -> tuple[list[list[int]], int]:
     """The turns of ``items`` as index groups (turns joined by a call id are one group),
     and the index where the last ``keep_recent_turns`` turns start."""
-    starts = [i for i, item in enumerate(items) if _is_user_message(item)]
-    boundary = starts[-keep_recent_turns] if len(starts) >= keep_recent_turns else 0
+    boundary = _recent_boundary(items, keep_recent_turns)
     groups: list[list[int]] = []
     opened: dict[str, int] = {}  # call id -> index of the group that made the call
     for index, item in enumerate(items):
-        if not groups or _is_user_message(item):
+        if item.__class__ is dict:
+            kind = item.get("type")
+            user = item.get("role") == "user" and kind in (None, "message")
+            opens, answers = _links(item) if kind is not None and kind != "message" else _NONE
+        else:
+            user = _is_user_message(item)
+            opens, answers = _links(item)
+        if user or not groups:
             groups.append([])
-        opens, answers = _links(item)
         joined = opened.get(answers) if answers is not None else None
         if joined is not None and joined < len(groups) - 1:
             # an answer in a later turn: the call's turn absorbs every turn up to this one
