@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+from agents.models.openai_responses import OpenAIResponsesModel
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
 from ._sdk import paid_response_locals
@@ -293,6 +295,10 @@ class MeteredModel(Model):
         bound = measured.bound
         binding = measured.binding
         settings = request.settings
+        if meter.policy.prompt_cache_key is not None:
+            settings = with_prompt_cache_key(
+                inner, settings, meter.policy.prompt_cache_key, meter.team or meter.user, self.agent
+            )
         if output_cap is not None and output_cap < bound:
             bound = output_cap
             binding = None  # the budget's cap, not a limit's, bounds this call
@@ -852,6 +858,31 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     if settings.max_tokens is None and _wants_completion_tokens(inner):
         return _with(settings, extra_args={**extra, "max_completion_tokens": bound})
     return _with(settings, max_tokens=bound)
+
+
+_SDK_KEY_PREFIX = "agents-sdk:"
+
+
+def with_prompt_cache_key(
+    inner: Model, settings: ModelSettings, prefix: str, tenant: str | None, agent: Agent[Any]
+) -> ModelSettings:
+    """``settings`` with a stable, secret-free ``prompt_cache_key`` for ``tenant`` and
+    ``agent``: ``<prefix>:<sha256 of tenant and agent name, 24 hex digits>``.
+
+    Only for OpenAI's model classes (the parameter is OpenAI's); a key the user set in
+    ``ModelSettings`` is kept, the SDK's generated per-run key is replaced.
+    """
+    if not isinstance(inner, OpenAIResponsesModel | OpenAIChatCompletionsModel):
+        return settings
+    extra = settings.extra_args or {}
+    current = extra.get("prompt_cache_key")
+    if current is not None and not str(current).startswith(_SDK_KEY_PREFIX):
+        return settings
+    body = settings.extra_body
+    if isinstance(body, dict) and "prompt_cache_key" in body:
+        return settings
+    digest = hashlib.sha256(f"{tenant or ''}\0{agent.name}".encode()).hexdigest()[:24]
+    return _with(settings, extra_args={**extra, "prompt_cache_key": f"{prefix}:{digest}"})
 
 
 def _with(settings: ModelSettings, **changes: Any) -> ModelSettings:

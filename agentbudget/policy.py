@@ -85,6 +85,9 @@ class RunPolicy:
     budgets: Budgets | None = None
     sinks: tuple[CostSink, ...] = ()
     stages: tuple[Stage, ...] = ()
+    prompt_cache_key: str | None = None
+    """A prefix for the stable ``prompt_cache_key`` sent per tenant and agent (OpenAI's
+    model classes), in place of the SDK's per-run key; None: the SDK's behaviour."""
 
     def deliver(self, report: RunReport) -> None:
         """Send a report to every sink; a failing sink is logged, the others still run."""
