@@ -434,43 +434,40 @@ class ContextBudget:
     async def _summarized(
         self, data: CallModelData[Any], model: str, fit: ContextFit
     ) -> ModelInputData:
-        """Refit leaving room for a summary message and put the summary in the dropped
-        turns' place."""
-        assert self.summarize is not None
+        """The fitted input with one summary message in place of the dropped turns.
+
+        The input is refitted leaving room for the summary; when that drops more turns,
+        those are summarised instead (at most three rounds). When no summary fits, the
+        input goes without one.
+        """
         encoding = get_encoding(encoding_for_model(model)[0])
         overhead = self.overhead_tokens(data.agent, model)
-        key = _prefix_key(fit.dropped)
-        summary = self._cached_summary(key)
-        if summary is None:
-            summary = await self._summary_of(fit.dropped, data.context)
-        message = {"role": "developer", "content": SUMMARY_PREFIX + summary}
-        reserve = count_item(message, encoding, model)
-        refit = self.fit(
-            data.model_data.input,
-            data.model_data.instructions,
-            model=model,
-            overhead_tokens=overhead,
-            reserve=reserve,
-        )
-        if refit.dropped != fit.dropped:
-            # room for the summary cost more turns: summarise what is dropped now
-            key = _prefix_key(refit.dropped)
-            summary = self._cached_summary(key) or await self._summary_of(
-                refit.dropped, data.context
-            )
+        model_data = data.model_data
+        current = fit
+        for _ in range(3):
+            summary = self._cached_summary(_prefix_key(current.dropped))
+            if summary is None:
+                summary = await self._summary_of(current.dropped, data.context)
             message = {"role": "developer", "content": SUMMARY_PREFIX + summary}
-            if count_item(message, encoding, model) > reserve:
+            size = count_item(message, encoding, model)
+            try:
                 refit = self.fit(
-                    data.model_data.input,
-                    data.model_data.instructions,
+                    model_data.input,
+                    model_data.instructions,
                     model=model,
                     overhead_tokens=overhead,
-                    reserve=count_item(message, encoding, model),
+                    reserve=size,
                 )
-        first_kept = _first_unpinned(refit.input)
-        items = [*refit.input[:first_kept], message, *refit.input[first_kept:]]
-        _record(refit.tokens_before - (refit.tokens_after + count_item(message, encoding, model)))
-        return ModelInputData(input=items, instructions=data.model_data.instructions)
+            except TokenLimitExceeded:
+                break  # no room for a summary: send the input without one
+            if refit.dropped == current.dropped:
+                first_kept = _first_unpinned(refit.input)
+                items = [*refit.input[:first_kept], message, *refit.input[first_kept:]]
+                _record(refit.tokens_before - refit.tokens_after - size)
+                return ModelInputData(input=items, instructions=model_data.instructions)
+            current = refit
+        _record(fit.saved_tokens)
+        return ModelInputData(input=fit.input, instructions=model_data.instructions)
 
     def _cached_summary(self, key: str) -> str | None:
         with self._lock:

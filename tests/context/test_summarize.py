@@ -60,3 +60,26 @@ async def test_the_summary_counts_against_the_runs_limits() -> None:
     assert len(cheap.requests) == 1 and main.requests == []
     assert caught.value.report is not None
     assert [c.agent for c in caught.value.report.calls] == ["summarizer"]
+
+
+async def test_saved_tokens_count_the_summary_against_the_savings() -> None:
+    main, _cheap, agent, budget = agents()
+    items = [*history(30), QUESTION]
+    result = await ab.Guard(context=budget).run(agent, items)
+    (body,) = main.requests
+    sent = [{k: v for k, v in i.items() if k != "id"} for i in body["input"]]
+    saved = estimate("gpt-4o", INSTRUCTIONS, items) - estimate("gpt-4o", INSTRUCTIONS, sent)
+    assert ab.report_of(result).calls[1].context_saved_tokens == saved
+
+
+async def test_a_summary_too_long_to_fit_is_left_out() -> None:
+    main = FakeOpenAI([Turn(output_tokens=12)], input_tokens=3_000)
+    cheap = FakeOpenAI([Turn(output_tokens=5_000)])
+    summarizer = Agent(name="summarizer", model=cheap.model("responses", "gpt-4o-mini"))
+    agent = Agent(name="researcher", instructions=INSTRUCTIONS, model=main.model("responses"))
+    budget = ab.ContextBudget(4_000, trim_tool_outputs_over=None, summarize=summarizer)
+    result = await ab.Guard(context=budget).run(agent, [*history(30), QUESTION])
+    (body,) = main.requests
+    assert not any(str(i.get("content", "")).startswith(SUMMARY_PREFIX) for i in body["input"])
+    assert estimate("gpt-4o", INSTRUCTIONS, body["input"]) <= 4_000
+    assert [c.agent for c in ab.report_of(result).calls] == ["summarizer", "researcher"]
