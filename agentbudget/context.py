@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from agents import Agent, Handoff, RunConfig, handoff
-from agents.agent_output import AgentOutputSchema
+from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
 from agents.extensions import ToolOutputTrimmer
 from agents.run_config import CallModelData, ModelInputData
 
@@ -261,11 +261,11 @@ class ContextBudget:
             return cached[3]
         handoffs = [h if isinstance(h, Handoff) else handoff(h) for h in agent.handoffs]
         output_type = agent.output_type
-        schema = None
-        if output_type is not None and output_type is not str:
-            schema = (
-                output_type if not isinstance(output_type, type) else AgentOutputSchema(output_type)
-            )
+        schema: AgentOutputSchemaBase | None = None
+        if isinstance(output_type, AgentOutputSchemaBase):
+            schema = output_type
+        elif output_type is not None and output_type is not str:
+            schema = AgentOutputSchema(output_type)
         tokens = request_tool_tokens(model, agent.tools, handoffs, schema)
         with self._lock:
             self._overheads[key] = (agent, *shape, tokens)
@@ -275,7 +275,7 @@ class ContextBudget:
 
     def _count(self, item: Any, encoding: Any, model: str) -> int:
         """``tokens.count_item`` with a cache by item identity (the SDK resends the same
-        item objects on every call of a run)."""
+        item objects on every call of a run; items are not changed in place once built)."""
         key = id(item)
         cached = self._counts.get(key)
         if cached is not None and cached[0] is item and cached[1] == encoding.name:

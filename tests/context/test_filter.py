@@ -204,3 +204,18 @@ async def test_composes_with_the_users_filter_theirs_first_by_default() -> None:
     out = await last(data)  # type: ignore[misc]
     assert seen[0] < len(items)  # theirs saw the trimmed input
     assert out.input[0] is note
+
+
+def test_a_structured_output_schema_counts_against_the_budget() -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        revenue_growth_percent: float
+        regions_with_growth: list[str]
+        confidence_explanation: str
+
+    budget = ab.ContextBudget(4_000)
+    plain = budget.overhead_tokens(Agent(name="a"), MODEL)
+    typed = budget.overhead_tokens(Agent(name="b", output_type=Answer), MODEL)
+    listed = budget.overhead_tokens(Agent(name="c", output_type=list[str]), MODEL)
+    assert plain == 0 and typed > 30 and listed > 5
