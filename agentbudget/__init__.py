@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from .alerts import Alert, Alerts
     from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
+    from .context import ContextBudget
     from .errors import (
         AgentBudgetError,
         AgentBudgetExceeded,
@@ -43,6 +44,7 @@ from ._version import __version__
 
 # Each public name and the module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
+    "ContextBudget": "context",
     "Alerts": "alerts",
     "Alert": "alerts",
     "AgentBudgetError": "errors",
@@ -98,6 +100,7 @@ __all__ = [
     "Budgets",
     "CapOutput",
     "ConfigurationError",
+    "ContextBudget",
     "CostLimitExceeded",
     "CostSink",
     "Downgrade",

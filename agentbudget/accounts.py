@@ -51,6 +51,9 @@ class CallRecord(NamedTuple):
     local: bool = False
     service_tier: str | None = None
     priced_at_standard_rate: bool = False
+    context_saved_tokens: int = 0
+    context_saved_nanos: int = 0
+    cache_saved_nanos: int = 0
 
     def to_cost(self) -> LLMCallCost:
         return LLMCallCost.model_construct(
@@ -70,6 +73,9 @@ class CallRecord(NamedTuple):
             local=self.local,
             service_tier=self.service_tier,
             priced_at_standard_rate=self.priced_at_standard_rate,
+            context_saved_tokens=self.context_saved_tokens,
+            context_saved_usd=nanos_to_usd(self.context_saved_nanos),
+            cache_saved_usd=nanos_to_usd(self.cache_saved_nanos),
         )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .accounts import Account
-from .policy import RunPolicy
+from .policy import RunPolicy, Stage
 from .report import RunReport
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ class ScopeFrame:
     user: str | None
     team: str | None
     reports: list[RunReport] = field(default_factory=list)
+    stages: tuple[Stage, ...] = ()
+    """Stages the scope adds to each run inside it (``budget(context=...)``)."""
 
 
 CURRENT_RUN: ContextVar[RunMeter | None] = ContextVar("agentbudget_run", default=None)

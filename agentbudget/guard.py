@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -11,6 +12,7 @@ from agents.result import RunResult, RunResultStreaming
 
 from .alerts import Alerts
 from .budgets import Budgets
+from .context import ContextBudget
 from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
 from .limits import Limits
@@ -21,6 +23,8 @@ from .sinks import CostSink
 from .stores.base import check_optional_id
 
 __all__ = ["Guard", "configure", "default_guard"]
+
+_CACHE_KEY = re.compile(r"[A-Za-z0-9._:-]{1,32}")
 
 
 class Guard:
@@ -38,6 +42,12 @@ class Guard:
             ``OTelSink``, any ``CostSink``), delivered off the call path.
         alerts: spend alerts (``Alerts``), evaluated off the call path on every report;
             with ``budgets``, its soft thresholds become alerts too.
+        context: a ``ContextBudget`` that keeps each LLM call's input under a token budget
+            (composed with the run's own ``call_model_input_filter``).
+        prompt_cache_key: a prefix (letters, digits, ``._:-``, up to 32 characters) for a
+            stable ``prompt_cache_key`` per tenant (team, else user) and agent, sent to
+            OpenAI's model classes instead of the SDK's per-run key, so runs of one tenant
+            share the provider's prompt cache. Ids are hashed: the key carries no secret.
     """
 
     def __init__(
@@ -48,9 +58,22 @@ class Guard:
         budgets: Budgets | None = None,
         sinks: Iterable[CostSink] = (),
         alerts: Alerts | None = None,
+        context: ContextBudget | None = None,
+        prompt_cache_key: str | None = None,
     ) -> None:
         if alerts is not None and not isinstance(alerts, Alerts):
             raise ConfigurationError(f"alerts must be an agentbudget.Alerts, got {alerts!r}")
+        if prompt_cache_key is not None and (
+            not isinstance(prompt_cache_key, str) or not _CACHE_KEY.fullmatch(prompt_cache_key)
+        ):
+            raise ConfigurationError(
+                "prompt_cache_key must be 1-32 letters, digits or '._:-' (a prefix; tenant and "
+                f"agent are hashed onto it), got {prompt_cache_key!r}"
+            )
+        if context is not None and not isinstance(context, ContextBudget):
+            raise ConfigurationError(
+                f"context must be an agentbudget.ContextBudget, got {context!r}"
+            )
         if budgets is not None and not isinstance(budgets, Budgets):
             raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -71,6 +94,8 @@ class Guard:
             budgets=budgets,
             sinks=sinks,
             alerts=alerts,
+            stages=() if context is None else (context,),
+            prompt_cache_key=prompt_cache_key,
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
 
@@ -196,10 +221,20 @@ def configure(
     budgets: Budgets | None = None,
     sinks: Iterable[CostSink] = (),
     alerts: Alerts | None = None,
+    context: ContextBudget | None = None,
+    prompt_cache_key: str | None = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
-    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks, alerts=alerts)
+    guard = Guard(
+        limits=limits,
+        prices=prices,
+        budgets=budgets,
+        sinks=sinks,
+        alerts=alerts,
+        context=context,
+        prompt_cache_key=prompt_cache_key,
+    )
     with _default_lock:
         _default = guard
         set_default_policy(guard.policy)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from agents.agent_output import AgentOutputSchemaBase
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.models.interface import ModelTracing
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+from agents.models.openai_responses import OpenAIResponsesModel
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 
 from ._sdk import paid_response_locals
@@ -302,6 +304,10 @@ class MeteredModel(Model):
         bound = measured.bound
         binding = measured.binding
         settings = request.settings
+        if meter.policy.prompt_cache_key is not None:
+            settings = with_prompt_cache_key(
+                inner, settings, meter.policy.prompt_cache_key, meter.team or meter.user, self.agent
+            )
         if output_cap is not None and output_cap < bound:
             bound = output_cap
             binding = None  # the budget's cap, not a limit's, bounds this call
@@ -496,6 +502,8 @@ class MeteredModel(Model):
         unpriced: UnknownModelError | None = None
         tier = service_tier or _requested_tier(plan.settings)
         standard_rate = False
+        context_saved = self.meter.take_context_saved()
+        context_nanos = cache_nanos = 0
         if plan.price is not None:
             try:
                 price = plan.price
@@ -505,6 +513,7 @@ class MeteredModel(Model):
                 if service_tier is None and price is not plan.price:
                     # asked for, not reported: never charge less than the standard rate
                     nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
+                context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
@@ -528,6 +537,9 @@ class MeteredModel(Model):
                 local=plan.price is not None and plan.price.local,
                 service_tier=tier,
                 priced_at_standard_rate=standard_rate,
+                context_saved_tokens=context_saved,
+                context_saved_nanos=context_nanos,
+                cache_saved_nanos=cache_nanos,
             )
         )
         if plan.reservation is not None:
@@ -857,6 +869,31 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     return _with(settings, max_tokens=bound)
 
 
+_SDK_KEY_PREFIX = "agents-sdk:"
+
+
+def with_prompt_cache_key(
+    inner: Model, settings: ModelSettings, prefix: str, tenant: str | None, agent: Agent[Any]
+) -> ModelSettings:
+    """``settings`` with a stable, secret-free ``prompt_cache_key`` for ``tenant`` and
+    ``agent``: ``<prefix>:<sha256 of tenant and agent name, 24 hex digits>``.
+
+    Only for OpenAI's model classes (the parameter is OpenAI's); a key the user set in
+    ``ModelSettings`` is kept, the SDK's generated per-run key is replaced.
+    """
+    if not isinstance(inner, OpenAIResponsesModel | OpenAIChatCompletionsModel):
+        return settings
+    extra = settings.extra_args or {}
+    current = extra.get("prompt_cache_key")
+    if current is not None and not str(current).startswith(_SDK_KEY_PREFIX):
+        return settings
+    body = settings.extra_body
+    if isinstance(body, dict) and "prompt_cache_key" in body:
+        return settings
+    digest = hashlib.sha256(f"{tenant or ''}\0{agent.name}".encode()).hexdigest()[:24]
+    return _with(settings, extra_args={**extra, "prompt_cache_key": f"{prefix}:{digest}"})
+
+
 def _with(settings: ModelSettings, **changes: Any) -> ModelSettings:
     """A copy of ``settings`` with ``changes`` (``dataclasses.replace`` re-validates every
     field: 22 us a call against 1 us, and this runs before every LLM call)."""
@@ -990,6 +1027,17 @@ def _tier_price(
         return price, False
     tiered, published = price.for_service_tier(tier)
     return tiered, not published
+
+
+def _savings(price: ModelPrice, usage: TokenUsage, nanos: int, removed: int) -> tuple[int, int]:
+    """What ``removed`` input tokens would have cost, and what the prompt cache saved (the
+    call at the uncached input rate minus what it cost), in nano-USD."""
+    context = price.cost_nanos(TokenUsage(input_tokens=removed)) if removed else 0
+    cache = 0
+    if usage.cached_input_tokens:
+        uncached = usage.model_copy(update={"cached_input_tokens": 0})
+        cache = max(price.cost_nanos(uncached) - nanos, 0)
+    return context, cache
 
 
 def _worst_nanos(input_pico: int, pico_per_output: int | None, bound: int) -> int:

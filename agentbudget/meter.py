@@ -60,6 +60,13 @@ class RunMeter:
     """The run's model proxies, by (inner model, agent name)."""
     cleaned_up: list[Model] = field(default_factory=list)
     """Models whose ``_cleanup_on_run_end`` this run has forwarded."""
+    context_saved_pending: int = 0
+    """Input tokens the context budget removed from the next call (its record takes them)."""
+
+    def take_context_saved(self) -> int:
+        """The tokens removed from the call being recorded (then 0 for the next one)."""
+        saved, self.context_saved_pending = self.context_saved_pending, 0
+        return saved
 
     def first_cleanup(self, model: Model) -> bool:
         """True the first time ``model`` is cleaned up in this run (then never again)."""
@@ -130,6 +137,10 @@ class RunMeter:
             duration_s=round(duration, 6),
             started_at=self.started_at,
             route=self.route,
+            context_saved_tokens=sum(c.context_saved_tokens for c in records),
+            context_saved_usd=nanos_to_usd(sum(c.context_saved_nanos for c in records)),
+            cached_input_tokens=sum(c.cached_input_tokens for c in records),
+            cache_saved_usd=nanos_to_usd(sum(c.cache_saved_nanos for c in records)),
             outcome=outcome,
             tripped_limit=tripped_limit,
             error=None if error is None else describe_error(error),

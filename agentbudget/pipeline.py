@@ -39,7 +39,7 @@ from .hooks import MeterHooks
 from .interceptor import MeteredModel
 from .limits import Limits
 from .meter import RunMeter, outcome_of
-from .policy import RunPolicy, default_policy
+from .policy import RunPolicy, Stage, default_policy
 from .report import RunReport, attach_report
 from .resolution import model_name
 
@@ -111,6 +111,14 @@ class GovernedRun:
     def team(self) -> str | None:
         return self.meter.team
 
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The policy's stages, then those the enclosing ``budget()`` scopes add."""
+        policy_stages = self.meter.policy.stages
+        if not any(frame.stages for frame in self.frames):
+            return policy_stages
+        return (*policy_stages, *(stage for frame in self.frames for stage in frame.stages))
+
     # -- begin ---------------------------------------------------------------------------
 
     @classmethod
@@ -177,7 +185,7 @@ class GovernedRun:
 
     async def run(self, runner: AgentRunner) -> Any:
         """``AgentRunner.run`` under this run's policy."""
-        for stage in self.meter.policy.stages:
+        for stage in self.stages:
             pending = stage.begin(self)
             if pending is not None:
                 await pending
@@ -210,7 +218,7 @@ class GovernedRun:
     def run_streamed(self, runner: AgentRunner) -> Any:
         """``AgentRunner.run_streamed`` under this run's policy; the report is final when
         the stream's task finishes."""
-        for stage in self.meter.policy.stages:
+        for stage in self.stages:
             pending = stage.begin(self)
             if pending is not None:
                 close = getattr(pending, "close", None)
@@ -296,7 +304,7 @@ class GovernedRun:
         policy = self.meter.policy
         if policy.delivers:
             consumers.append(_deliver(policy))
-        for stage in policy.stages:
+        for stage in self.stages:
             consumers.append(_stage_finish(stage, self))
         if _observers:
             with _observers_lock:

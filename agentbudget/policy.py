@@ -83,6 +83,9 @@ class RunPolicy:
     budgets: Budgets | None = None
     sinks: tuple[CostSink, ...] = ()
     stages: tuple[Stage, ...] = ()
+    prompt_cache_key: str | None = None
+    """A prefix for the stable ``prompt_cache_key`` sent per tenant and agent (OpenAI's
+    model classes), in place of the SDK's per-run key; None: the SDK's behaviour."""
     alerts: Alerts | None = None
     dispatcher: SinkDispatcher | None = None
     """Delivers reports to ``sinks`` and ``alerts`` off the call path (made when not

@@ -47,10 +47,22 @@ class LLMCallCost(BaseModel):
     priced_at_standard_rate: bool = False
     """The service tier has no published rates for this model: priced at the standard
     rate."""
+    context_saved_tokens: int = 0
+    """Input tokens a ``ContextBudget`` removed from this call before it was sent."""
+    context_saved_usd: Decimal = Decimal("0")
+    """``context_saved_tokens`` at this call's uncached input rate (0 when unpriced)."""
+    cache_saved_usd: Decimal = Decimal("0")
+    """What the provider's prompt cache saved on this call: its cost with every input
+    token at the uncached rate, minus its cost (0 when unpriced or nothing was cached)."""
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        """The share of this call's input tokens read from the provider's prompt cache."""
+        return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
 class Route(BaseModel):
@@ -94,6 +106,14 @@ class RunReport(BaseModel):
     route: Route | None = None
     """Set by the router: the model it chose for the run and why. None when no router is
     configured."""
+    context_saved_tokens: int = 0
+    """Input tokens a ``ContextBudget`` removed from the run's calls (sum of the calls')."""
+    context_saved_usd: Decimal = Decimal("0")
+    """``context_saved_tokens`` at each call's uncached input rate."""
+    cached_input_tokens: int = 0
+    """Input tokens the provider read from its prompt cache (sum of the calls')."""
+    cache_saved_usd: Decimal = Decimal("0")
+    """What the provider's prompt cache saved against the uncached input rate."""
     outcome: Outcome = "completed"
     """``completed``, ``tripped`` (a limit stopped the run), ``refused`` (a budget refused
     it), ``error`` (the run raised), or ``running`` (``report_of`` on a streamed run whose
@@ -105,6 +125,11 @@ class RunReport(BaseModel):
     @property
     def llm_calls(self) -> int:
         return len(self.calls)
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        """The share of the run's input tokens read from the provider's prompt cache."""
+        return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
 
     def cost_by_model(self) -> dict[str, Decimal]:
         """Priced cost per model name."""

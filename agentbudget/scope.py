@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from .accounts import Account
+from .context import ContextBudget
 from .current import SCOPES, ScopeFrame
 from .errors import ConfigurationError
 from .limits import Limits
@@ -41,13 +42,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 class BudgetScope:
     """An active (or ready) ``budget()`` scope: its limits, counters and reports."""
 
-    def __init__(self, limits: Limits, *, user: str | None, team: str | None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        user: str | None,
+        team: str | None,
+        context: ContextBudget | None = None,
+    ) -> None:
         self.limits = limits
         self.user = user
         self.team = team
-        self._frame = ScopeFrame(Account(limits, name="budget() scope"), user, team)
+        self.context = context
+        self._frame = self._new_frame()
         self._token: Token[tuple[ScopeFrame, ...]] | None = None
         self._entered = False
+
+    def _new_frame(self) -> ScopeFrame:
+        stages = () if self.context is None else (self.context,)
+        return ScopeFrame(
+            Account(self.limits, name="budget() scope"), self.user, self.team, stages=stages
+        )
 
     @property
     def account(self) -> Account:
@@ -96,7 +111,7 @@ class BudgetScope:
             )
         self._entered = True
         instrument()
-        self._frame = ScopeFrame(Account(self.limits, name="budget() scope"), self.user, self.team)
+        self._frame = self._new_frame()
         self._token = SCOPES.set((*SCOPES.get(), self._frame))
         return self
 
@@ -114,19 +129,19 @@ class BudgetScope:
     # -- decorator -------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
-        limits, user, team = self.limits, self.user, self.team
+        limits, user, team, context = self.limits, self.user, self.team, self.context
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with BudgetScope(limits, user=user, team=team):
+                async with BudgetScope(limits, user=user, team=team, context=context):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with BudgetScope(limits, user=user, team=team):
+            with BudgetScope(limits, user=user, team=team, context=context):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -143,6 +158,7 @@ def budget(
     max_seconds: float | None = None,
     user: str | None = None,
     team: str | None = None,
+    context: ContextBudget | None = None,
 ) -> BudgetScope:
     """Limits over every ``Runner`` run inside a block (``with``/``async with``) or a function.
 
@@ -160,4 +176,6 @@ def budget(
     )
     check_optional_id("user", user)
     check_optional_id("team", team)
-    return BudgetScope(limits, user=user, team=team)
+    if context is not None and not isinstance(context, ContextBudget):
+        raise ConfigurationError(f"context must be an agentbudget.ContextBudget, got {context!r}")
+    return BudgetScope(limits, user=user, team=team, context=context)

@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("provider models", {"models"}),
-    ("hooks, interceptor, context variables", {"hooks", "interceptor", "current"}),
+    ("hooks, interceptor, context variables", {"hooks", "interceptor", "current", "context"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),
     (

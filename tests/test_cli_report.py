@@ -82,6 +82,7 @@ async def six_runs(ledger: ab.SQLiteLedger | None = None) -> list[ab.RunReport]:
         )
         result = await guard.run(agent, "Where is my order?", user=user, team="t-1")
         reports.append(ab.report_of(result))
+    assert await guard.aflush(timeout=10)  # the ledger is written off the call path
     return reports
 
 

@@ -37,6 +37,8 @@ DOCUMENTED = {
     "SQLiteLedger",
     "PostgresLedger",
     "OTelSink",
+    # context budgets
+    "ContextBudget",
     # errors
     "AgentBudgetError",
     "AgentBudgetExceeded",

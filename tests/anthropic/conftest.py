@@ -1,8 +1,3 @@
 """``AnthropicModel`` over the real ``anthropic`` client against a fake Messages API."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))

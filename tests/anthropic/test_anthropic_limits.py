@@ -21,7 +21,7 @@ from agents import (
     function_tool,
     retry_policies,
 )
-from fake_anthropic import FakeAnthropic, Turn, billed_tokens, text_of
+from helpers.fake_anthropic import FakeAnthropic, Turn, billed_tokens, text_of
 
 import agentbudget as ab
 from agentbudget.models import AnthropicModel, AnthropicProvider

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, function_tool
-from fake_anthropic import FakeAnthropic, Turn
+from helpers.fake_anthropic import FakeAnthropic, Turn
 
 import agentbudget as ab
 from agentbudget.pricing import PriceTable

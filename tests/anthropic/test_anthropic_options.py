@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, ModelSettings, RunConfig, function_tool
-from fake_anthropic import FakeAnthropic, Turn
+from helpers.fake_anthropic import FakeAnthropic, Turn
 from pydantic import BaseModel
 
 import agentbudget as ab
