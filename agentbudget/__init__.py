@@ -5,6 +5,7 @@ report for every run.
 """
 
 from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
+from .cache import ResponseCache
 from .errors import (
     AgentBudgetError,
     AgentBudgetExceeded,
@@ -52,6 +53,7 @@ __all__ = [
     "PriceTable",
     "PriceTier",
     "Refuse",
+    "ResponseCache",
     "Route",
     "RunReport",
     "StoreUnavailable",

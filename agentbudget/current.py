@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .accounts import Account
-from .policy import RunPolicy
+from .policy import RunPolicy, Stage
 from .report import RunReport
 
 if TYPE_CHECKING:
@@ -32,12 +32,14 @@ class RunRequest:
 
 @dataclass(eq=False, slots=True)
 class ScopeFrame:
-    """One active ``budget()`` scope as the engine sees it: its account, ids and reports."""
+    """One active ``budget()`` scope as the engine sees it: its account, ids, reports and
+    the stages it adds to its runs (``budget(cache=...)``)."""
 
     account: Account
     user: str | None
     team: str | None
     reports: list[RunReport] = field(default_factory=list)
+    stages: tuple[Stage, ...] = ()
 
 
 CURRENT_RUN: ContextVar[RunMeter | None] = ContextVar("agentbudget_run", default=None)

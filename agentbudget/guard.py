@@ -10,6 +10,7 @@ from agents import Agent, Runner
 from agents.result import RunResult, RunResultStreaming
 
 from .budgets import Budgets
+from .cache import CacheOptions, ResponseCache, cache_options
 from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
 from .limits import Limits
@@ -34,6 +35,11 @@ class Guard:
         prices: the price table; ``PriceTable.default()`` when omitted.
         budgets: per-user, per-team and global allowances (``Budgets``).
         sinks: where each run's report goes (``LogSink``, ``JsonlSink``, any ``CostSink``).
+        cache: a ``ResponseCache``: repeated questions are answered from it, for $0. It is
+            the first stage of every run's pipeline.
+
+    Per run, ``no_cache=True`` skips the cache read, ``no_store=True`` skips the write and
+    ``cache_tool_runs=True`` stores the run even if it executed tools.
     """
 
     def __init__(
@@ -43,7 +49,10 @@ class Guard:
         prices: PriceTable | None = None,
         budgets: Budgets | None = None,
         sinks: Iterable[CostSink] = (),
+        cache: ResponseCache | None = None,
     ) -> None:
+        if cache is not None and not isinstance(cache, ResponseCache):
+            raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
         if budgets is not None and not isinstance(budgets, Budgets):
             raise ConfigurationError(f"budgets must be an agentbudget.Budgets, got {budgets!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -59,6 +68,7 @@ class Guard:
             prices=prices or PriceTable.default(),
             budgets=budgets,
             sinks=sinks,
+            stages=() if cache is None else (cache,),  # the cache first: a hit runs nothing else
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
 
@@ -77,6 +87,10 @@ class Guard:
     @property
     def sinks(self) -> tuple[CostSink, ...]:
         return self.policy.sinks
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        return next((s for s in self.policy.stages if isinstance(s, ResponseCache)), None)
 
     def _request(self, user: str | None, team: str | None) -> RunRequest:
         check_optional_id("user", user)
@@ -101,7 +115,8 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return await Runner.run(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return await Runner.run(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
 
@@ -117,7 +132,8 @@ class Guard:
         """Run ``agent`` like ``Runner.run_sync``, under this guard."""
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return Runner.run_sync(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return Runner.run_sync(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
 
@@ -137,9 +153,23 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return Runner.run_streamed(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return Runner.run_streamed(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
+
+
+def _options(runner_kwargs: dict[str, Any]) -> CacheOptions:
+    """Pop the per-run cache keywords, so the SDK never sees them."""
+    no_cache = runner_kwargs.pop("no_cache", False)
+    no_store = runner_kwargs.pop("no_store", False)
+    tool_runs = runner_kwargs.pop("cache_tool_runs", None)
+    for name, value in (("no_cache", no_cache), ("no_store", no_store)):
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be a bool, got {value!r}")
+    if tool_runs is not None and not isinstance(tool_runs, bool):
+        raise ConfigurationError(f"cache_tool_runs must be a bool or None, got {tool_runs!r}")
+    return CacheOptions(no_cache=no_cache, no_store=no_store, cache_tool_runs=tool_runs)
 
 
 _default_lock = threading.Lock()
@@ -152,10 +182,11 @@ def configure(
     prices: PriceTable | None = None,
     budgets: Budgets | None = None,
     sinks: Iterable[CostSink] = (),
+    cache: ResponseCache | None = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
-    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks)
+    guard = Guard(limits=limits, prices=prices, budgets=budgets, sinks=sinks, cache=cache)
     with _default_lock:
         _default = guard
         set_default_policy(guard.policy)

@@ -56,6 +56,10 @@ class RunMeter:
     finished_duration: float | None = None
     tripped: AgentBudgetExceeded | None = None
     route: Route | None = None
+    cache_hit: bool = False
+    """The run was answered from the response cache (no LLM call)."""
+    saved_usd: Decimal = Decimal(0)
+    """On a cache hit: what the cached run cost."""
     proxies: dict[tuple[int, str], Model] = field(default_factory=dict)
     """The run's model proxies, by (inner model, agent name)."""
     cleaned_up: list[Model] = field(default_factory=list)
@@ -129,6 +133,8 @@ class RunMeter:
             unpriced_calls=sum(1 for c in records if c.nanos is None),
             duration_s=round(duration, 6),
             started_at=self.started_at,
+            cache_hit=self.cache_hit,
+            saved_usd=self.saved_usd,
             route=self.route,
             outcome=outcome,
             tripped_limit=tripped_limit,

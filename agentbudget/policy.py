@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from agents import Agent
@@ -46,6 +47,13 @@ class StageRun(Protocol):
     """True for ``run_streamed``: ``begin`` must then finish synchronously."""
     replay: Any
     """Set by a stage to a result to return instead of running the SDK (a cache hit)."""
+    state: dict[object, Any]
+    """Per-run scratch space for stages, keyed by the stage (what ``begin`` leaves for
+    ``finish``)."""
+    cache_hit: bool
+    """Set by the response cache when ``replay`` is a cached answer (copied to the report)."""
+    saved_usd: Decimal
+    """Set with ``cache_hit``: what the cached run cost (copied to the report)."""
 
     @property
     def user(self) -> str | None: ...

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from .accounts import Account
+from .cache import ResponseCache
 from .current import SCOPES, ScopeFrame
 from .errors import ConfigurationError
 from .limits import Limits
@@ -41,11 +42,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 class BudgetScope:
     """An active (or ready) ``budget()`` scope: its limits, counters and reports."""
 
-    def __init__(self, limits: Limits, *, user: str | None, team: str | None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        user: str | None,
+        team: str | None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.limits = limits
         self.user = user
         self.team = team
-        self._frame = ScopeFrame(Account(limits, name="budget() scope"), user, team)
+        self.cache = cache
+        self._frame = self._new_frame()
         self._token: Token[tuple[ScopeFrame, ...]] | None = None
         self._entered = False
 
@@ -86,6 +95,11 @@ class BudgetScope:
     def llm_calls(self) -> int:
         return self.account.llm_calls
 
+    def _new_frame(self) -> ScopeFrame:
+        stages = () if self.cache is None else (self.cache,)
+        account = Account(self.limits, name="budget() scope")
+        return ScopeFrame(account, self.user, self.team, stages=stages)
+
     # -- context manager -------------------------------------------------------------------
 
     def __enter__(self) -> BudgetScope:
@@ -96,7 +110,7 @@ class BudgetScope:
             )
         self._entered = True
         instrument()
-        self._frame = ScopeFrame(Account(self.limits, name="budget() scope"), self.user, self.team)
+        self._frame = self._new_frame()
         self._token = SCOPES.set((*SCOPES.get(), self._frame))
         return self
 
@@ -114,19 +128,19 @@ class BudgetScope:
     # -- decorator -------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
-        limits, user, team = self.limits, self.user, self.team
+        limits, user, team, cache = self.limits, self.user, self.team, self.cache
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with BudgetScope(limits, user=user, team=team):
+                async with BudgetScope(limits, user=user, team=team, cache=cache):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with BudgetScope(limits, user=user, team=team):
+            with BudgetScope(limits, user=user, team=team, cache=cache):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -143,11 +157,15 @@ def budget(
     max_seconds: float | None = None,
     user: str | None = None,
     team: str | None = None,
+    cache: ResponseCache | None = None,
 ) -> BudgetScope:
     """Limits over every ``Runner`` run inside a block (``with``/``async with``) or a function.
 
+    ``cache`` answers the scope's runs from a ``ResponseCache`` (unless the run's guard
+    has its own).
+
     Raises:
-        ConfigurationError: for invalid limits or ids.
+        ConfigurationError: for invalid limits, ids or cache.
     """
     limits = Limits(
         max_tool_calls=max_tool_calls,
@@ -160,4 +178,4 @@ def budget(
     )
     check_optional_id("user", user)
     check_optional_id("team", team)
-    return BudgetScope(limits, user=user, team=team)
+    return BudgetScope(limits, user=user, team=team, cache=cache)

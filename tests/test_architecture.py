@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("hooks, interceptor, context variables", {"hooks", "interceptor", "current"}),
+    ("pipeline stages", {"cache"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),
     (
