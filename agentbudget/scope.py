@@ -178,4 +178,6 @@ def budget(
     )
     check_optional_id("user", user)
     check_optional_id("team", team)
+    if cache is not None and not isinstance(cache, ResponseCache):
+        raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
     return BudgetScope(limits, user=user, team=team, cache=cache)

@@ -50,11 +50,11 @@ def entry_of(result: Any, agent: Agent[Any], cost_usd: Decimal | None) -> dict[s
     items: list[dict[str, Any]] = []
     for item in result.new_items:
         if isinstance(item, MessageOutputItem):
-            items.append({"kind": "message", "raw": item.raw_item.model_dump(mode="json")})
+            items.append({"kind": "message", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
         elif isinstance(item, ReasoningItem):
-            items.append({"kind": "reasoning", "raw": item.raw_item.model_dump(mode="json")})
+            items.append({"kind": "reasoning", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
         elif isinstance(item, ToolCallItem) and isinstance(item.raw_item, ResponseFunctionToolCall):
-            items.append({"kind": "tool_call", "raw": item.raw_item.model_dump(mode="json")})
+            items.append({"kind": "tool_call", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
         elif isinstance(item, ToolCallOutputItem) and isinstance(item.raw_item, dict):
             if not isinstance(item.output, (str, int, float, bool, type(None))):
                 return None
