@@ -50,11 +50,11 @@ def entry_of(result: Any, agent: Agent[Any], cost_usd: Decimal | None) -> dict[s
     items: list[dict[str, Any]] = []
     for item in result.new_items:
         if isinstance(item, MessageOutputItem):
-            items.append({"kind": "message", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
+            items.append({"kind": "message", "raw": _dump(item.raw_item)})
         elif isinstance(item, ReasoningItem):
-            items.append({"kind": "reasoning", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
+            items.append({"kind": "reasoning", "raw": _dump(item.raw_item)})
         elif isinstance(item, ToolCallItem) and isinstance(item.raw_item, ResponseFunctionToolCall):
-            items.append({"kind": "tool_call", "raw": item.raw_item.model_dump(mode="json", exclude_unset=True)})
+            items.append({"kind": "tool_call", "raw": _dump(item.raw_item)})
         elif isinstance(item, ToolCallOutputItem) and isinstance(item.raw_item, dict):
             if not isinstance(item.output, (str, int, float, bool, type(None))):
                 return None
@@ -70,6 +70,11 @@ def entry_of(result: Any, agent: Agent[Any], cost_usd: Decimal | None) -> dict[s
         "output": output,
         "cost_usd": None if cost_usd is None else str(cost_usd),
     }
+
+
+def _dump(raw: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = raw.model_dump(mode="json", exclude_unset=True)
+    return dumped
 
 
 def _output_of(result: Any, agent: Agent[Any]) -> dict[str, Any] | None:

@@ -7,8 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-REDIS_URL = os.environ.get("AGENTBUDGET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from cache_support import REDIS_URL
 
 
 def _redis_or_skip() -> None:

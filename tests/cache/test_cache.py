@@ -239,9 +239,7 @@ async def test_a_pydantic_output_round_trips() -> None:
 
 async def test_a_hit_counts_against_no_limit_and_no_budget() -> None:
     budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=1_150)])
-    guard = ab.Guard(
-        limits=ab.Limits(max_llm_calls=1), budgets=budgets, cache=ab.ResponseCache()
-    )
+    guard = ab.Guard(limits=ab.Limits(max_llm_calls=1), budgets=budgets, cache=ab.ResponseCache())
     model = answering("Paris.")
     agent = Agent(name="geo", model=model)
     async with ab.budget(max_llm_calls=1) as scope:
