@@ -115,6 +115,8 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return await Runner.run(agent, input, **runner_kwargs)
             with cache_options(_options(runner_kwargs)):
                 return await Runner.run(agent, input, **runner_kwargs)
         finally:
@@ -132,6 +134,8 @@ class Guard:
         """Run ``agent`` like ``Runner.run_sync``, under this guard."""
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return Runner.run_sync(agent, input, **runner_kwargs)
             with cache_options(_options(runner_kwargs)):
                 return Runner.run_sync(agent, input, **runner_kwargs)
         finally:
@@ -153,10 +157,15 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return Runner.run_streamed(agent, input, **runner_kwargs)
             with cache_options(_options(runner_kwargs)):
                 return Runner.run_streamed(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
+
+
+_CACHE_KEYWORDS = frozenset(("no_cache", "no_store", "cache_tool_runs"))
 
 
 def _options(runner_kwargs: dict[str, Any]) -> CacheOptions:

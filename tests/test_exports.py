@@ -27,6 +27,8 @@ DOCUMENTED = {
     "CapOutput",
     "Refuse",
     "BudgetAlert",
+    # cache
+    "ResponseCache",
     # sinks
     "CostSink",
     "LogSink",

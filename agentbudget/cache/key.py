@@ -16,14 +16,13 @@ import dataclasses
 import functools
 import hashlib
 import inspect
-import json
 from collections.abc import Awaitable
 from typing import Any
 
-from agents import Agent, RunConfig, RunContextWrapper
+from agents import Agent, ModelSettings, RunConfig, RunContextWrapper
 from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
 from agents.handoffs import Handoff
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json
 
 from ..resolution import model_name
 
@@ -36,26 +35,32 @@ class Uncacheable(Exception):
     """This run has no safe cache key (the reason is the message)."""
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, non-JSON values through pydantic's encoder."""
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=_jsonable,
-    )
-
-
-def _jsonable(value: Any) -> Any:
+def canonical_json(value: Any) -> bytes:
+    """UTF-8 JSON of a key record, deterministic: the record's own keys in a fixed order,
+    the keys of every mapping the user gave (input items, settings' extra args, schemas)
+    sorted, models and dataclasses in field order. Built with ``pydantic_core.to_json``
+    (a tenth of ``json.dumps``'s time on a small record)."""
     try:
-        return to_jsonable_python(value)
-    except Exception as exc:
-        raise Uncacheable(f"cannot key {type(value).__name__} values") from exc
+        return to_json(value, fallback=_unencodable)
+    except PydanticSerializationError as exc:
+        raise Uncacheable(str(exc)) from exc
+
+
+def _sorted(value: Any) -> Any:
+    """``value`` with the keys of every dict in it sorted (for JSON from user data)."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def _unencodable(value: Any) -> Any:
+    raise Uncacheable(f"cannot key {type(value).__name__} values")
 
 
 def digest(record: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(record).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(record)).hexdigest()
 
 
 @functools.lru_cache(maxsize=256)
@@ -164,15 +169,28 @@ def key_record(
         "instructions": instructions,
         "model": model_name(agent, run_config),
         "provider": provider,
-        "model_settings": settings.to_json_dict(),
-        "tools": tools,
+        "model_settings": _sorted(_settings(settings)),
+        "tools": _sorted(tools),
         "tool_use_behavior": _behavior(agent.tool_use_behavior),
-        "handoffs": handoffs,
-        "output": output,
-        "prompt": prompt,
+        "handoffs": _sorted(handoffs),
+        "output": _sorted(output),
+        "prompt": _sorted(prompt),
         "input_filter": input_filter,
-        "input": input,
+        "input": input if isinstance(input, str) else _sorted(input),
     }
+
+
+def _settings(settings: ModelSettings) -> dict[str, Any]:
+    """Every model setting that is set (pydantic values are encoded by ``canonical_json``).
+
+    ``ModelSettings.to_json_dict`` builds a ``TypeAdapter`` per call (24 us); this is 2 us.
+    """
+    return {
+        name: value for name in _SETTING_NAMES if (value := getattr(settings, name)) is not None
+    }
+
+
+_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ModelSettings))
 
 
 def _tool_record(tool: Any) -> dict[str, Any]:

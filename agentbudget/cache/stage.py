@@ -33,8 +33,9 @@ MAX_TTL_S = 315_360_000
 SINGLE_FLIGHT_WAIT_S = 300.0
 """How long a run waits for an identical run in flight before it runs itself."""
 
-# Keywords a run must not carry to be cached: the answer depends on server-side state.
-_STATEFUL_KWARGS = ("previous_response_id", "conversation_id", "session")
+_DECODED_MAX = 256
+"""Entries of an inline store kept decoded (replay never changes an entry)."""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class ResponseCache:
         self._writes: set[ThreadFuture[None]] = set()
         self._lock = threading.Lock()
         self._warned = False
+        self._decoded: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"ResponseCache({getattr(self.store, 'url', self.store)!r}, scope={self.scope!r})"
@@ -145,8 +147,13 @@ class ResponseCache:
         if CURRENT_RUN.get() is not None:
             return None  # a nested run (Agent.as_tool): part of the enclosing run's answer
         options = _OPTIONS.get()
-        if any(run.kwargs.get(name) is not None for name in _STATEFUL_KWARGS):
-            return None
+        kwargs = run.kwargs
+        if (
+            kwargs.get("previous_response_id") is not None
+            or kwargs.get("conversation_id") is not None
+            or kwargs.get("session") is not None
+        ):
+            return None  # the answer depends on server-side or session state
         scope_id = self._scope_id(run)
         if scope_id is None and self.scope != "global":
             return None
@@ -267,11 +274,18 @@ class ResponseCache:
             return None
         if text is None:
             return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] is text:
+            return decoded[1]  # the memory store hands back the very text it was given
         try:
             entry: dict[str, Any] = json.loads(text)
         except ValueError:
             logger.warning("agentbudget: ignoring a cache entry that is not JSON (key %s)", key)
             return None
+        if self.store.inline:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[key] = (text, entry)
         return entry
 
     def _hit(self, run: StageRun, entry: dict[str, Any]) -> None:
