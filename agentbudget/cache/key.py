@@ -169,28 +169,23 @@ def key_record(
         "instructions": instructions,
         "model": model_name(agent, run_config),
         "provider": provider,
-        "model_settings": _sorted(_settings(settings)),
-        "tools": _sorted(tools),
+        "model_settings": _settings(settings),
+        "tools": _sorted(tools) if tools else tools,
         "tool_use_behavior": _behavior(agent.tool_use_behavior),
-        "handoffs": _sorted(handoffs),
-        "output": _sorted(output),
-        "prompt": _sorted(prompt),
+        "handoffs": _sorted(handoffs) if handoffs else handoffs,
+        "output": output if output is None else _sorted(output),
+        "prompt": prompt if prompt is None else _sorted(prompt),
         "input_filter": input_filter,
         "input": input if isinstance(input, str) else _sorted(input),
     }
 
 
 def _settings(settings: ModelSettings) -> dict[str, Any]:
-    """Every model setting that is set (pydantic values are encoded by ``canonical_json``).
-
-    ``ModelSettings.to_json_dict`` builds a ``TypeAdapter`` per call (24 us); this is 2 us.
-    """
-    return {
-        name: value for name in _SETTING_NAMES if (value := getattr(settings, name)) is not None
-    }
-
-
-_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ModelSettings))
+    """Every model setting that is set, keys sorted (pydantic values are encoded by
+    ``canonical_json``). ``ModelSettings.to_json_dict`` builds a ``TypeAdapter`` per call
+    (24 us); this is 1 us."""
+    values = {name: value for name, value in vars(settings).items() if value is not None}
+    return {name: _sorted(values[name]) for name in sorted(values)}
 
 
 def _tool_record(tool: Any) -> dict[str, Any]:

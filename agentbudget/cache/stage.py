@@ -37,7 +37,6 @@ _DECODED_MAX = 256
 """Entries of an inline store kept decoded (replay never changes an entry)."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class CacheOptions:
     """Per-run cache options (``Guard.run(..., no_cache=True)`` sets them)."""
