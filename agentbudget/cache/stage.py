@@ -282,9 +282,10 @@ class ResponseCache:
             logger.warning("agentbudget: ignoring a cache entry that is not JSON (key %s)", key)
             return None
         if self.store.inline:
-            if len(self._decoded) >= _DECODED_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[key] = (text, entry)
+            with self._lock:
+                if len(self._decoded) >= _DECODED_MAX:
+                    self._decoded.pop(next(iter(self._decoded)))
+                self._decoded[key] = (text, entry)
         return entry
 
     def _hit(self, run: StageRun, entry: dict[str, Any]) -> None:

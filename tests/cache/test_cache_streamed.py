@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from agents import Agent
 from pydantic import BaseModel
 
@@ -115,3 +116,56 @@ async def test_async_dynamic_instructions_bypass_the_cache_for_streamed_runs() -
     streamed = guard.run_streamed(agent, QUESTION, user="u")
     await consume(streamed)
     assert len(model.calls) == 2 and streamed.final_output == "b"
+
+
+async def test_a_sqlite_store_serves_streamed_hits(tmp_path: Any) -> None:
+    cache = ab.ResponseCache(f"sqlite:///{tmp_path}/cache.db")
+    model = answering("Paris.")
+    agent = Agent(name="geo", model=model)
+    guard = ab.Guard(cache=cache)
+    await guard.run(agent, QUESTION, user="u")
+    cache.flush()
+    hit = guard.run_streamed(agent, QUESTION, user="u")
+    _, text = await consume(hit)
+    assert text == "Paris." and ab.report_of(hit).cache_hit and len(model.calls) == 1
+    cache.close()
+
+
+@pytest.mark.redis
+async def test_a_redis_store_bypasses_the_read_of_streamed_runs(redis_prefix: str) -> None:
+    from cache_support import REDIS_URL
+
+    from agentbudget.cache import RedisCacheStore
+
+    cache = ab.ResponseCache(RedisCacheStore(REDIS_URL, prefix=redis_prefix))
+    model = answering("Paris.", "Paris!", "never")
+    agent = Agent(name="geo", model=model)
+    guard = ab.Guard(cache=cache)
+    await guard.run(agent, QUESTION, user="u")
+    cache.flush()
+    live = guard.run_streamed(agent, QUESTION, user="u")
+    _, text = await consume(live)
+    assert text == "Paris!" and not ab.report_of(live).cache_hit
+    hit = await guard.run(agent, QUESTION, user="u")
+    assert ab.report_of(hit).cache_hit and len(model.calls) == 2
+    cache.close()
+
+
+async def test_a_nested_agent_as_tool_run_is_not_cached_on_its_own() -> None:
+    from agentbudget.testing import tool_call
+
+    inner_model = answering("inner 1", "inner 2")
+    inner = Agent(name="inner", model=inner_model)
+    outer_model = scripted_model(
+        "gpt-4o",
+        [tool_call("ask_inner", {"input": "x"}), reply("outer 1")] * 2,
+    )
+    outer = Agent(
+        name="outer",
+        model=outer_model,
+        tools=[inner.as_tool(tool_name="ask_inner", tool_description="Ask.")],
+    )
+    guard = ab.Guard(cache=ab.ResponseCache())
+    for _ in range(2):
+        await guard.run(outer, QUESTION, user="u")
+    assert len(inner_model.calls) == 2  # the nested run asked its model both times
