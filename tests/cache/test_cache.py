@@ -207,7 +207,8 @@ async def test_input_items_are_part_of_the_key() -> None:
     guard = ab.Guard(cache=ab.ResponseCache())
     items: list[Any] = [{"role": "user", "content": QUESTION}]
     await guard.run(agent, items, user="u")
-    hit = await guard.run(agent, [dict(items[0])], user="u")
+    reordered = [{"content": QUESTION, "role": "user"}]  # the same item, keys in another order
+    hit = await guard.run(agent, reordered, user="u")
     await guard.run(agent, [*items, {"role": "user", "content": "And Spain?"}], user="u")
     assert calls(model) == 2 and ab.report_of(hit).cache_hit
 
@@ -284,6 +285,17 @@ async def test_runs_that_executed_tools_are_not_cached_unless_opted_in() -> None
     await guard.run(agent, "opt in per run", user="u", cache_tool_runs=True)
     hit = await guard.run(agent, "opt in per run", user="u")
     assert calls(model) == 2 and ab.report_of(hit).cache_hit and hit.final_output == "P"
+    live = await ab.Guard().run(
+        Agent(
+            name="geo",
+            model=scripted_model("gpt-4o", [tool_call("lookup", {"city": "Paris"}), reply("P")]),
+            tools=[lookup],
+        ),
+        "opt in per run",
+    )
+    assert [i["type"] if "type" in i else i["role"] for i in hit.to_input_list()] == [
+        i["type"] if "type" in i else i["role"] for i in live.to_input_list()
+    ]
     assert [type(i).__name__ for i in hit.new_items] == [
         "ToolCallItem",
         "ToolCallOutputItem",
