@@ -118,7 +118,7 @@ class RunMeter:
         if duration is None:
             duration = time.monotonic() - self.t0
         tripped_limit = getattr(error, "limit", None) if outcome in ("tripped", "refused") else None
-        return RunReport.model_construct(
+        return _construct_report(
             run_id=self.run_id,
             user=self.user,
             team=self.team,
@@ -140,6 +140,22 @@ class RunMeter:
             tripped_limit=tripped_limit,
             error=None if error is None else describe_error(error),
         )
+
+
+_REPORT_FIELDS = frozenset(RunReport.model_fields)
+
+
+def _construct_report(**values: object) -> RunReport:
+    """``RunReport.model_construct(**values)`` for a complete set of trusted values,
+    without its per-field loop (12 us of a cache hit's 75): what ``model_construct``
+    ends with when every field is given and the model has no extras or private fields."""
+    assert values.keys() == _REPORT_FIELDS
+    report: RunReport = RunReport.__new__(RunReport)
+    object.__setattr__(report, "__dict__", values)
+    object.__setattr__(report, "__pydantic_fields_set__", set(values))
+    object.__setattr__(report, "__pydantic_extra__", None)
+    object.__setattr__(report, "__pydantic_private__", None)
+    return report
 
 
 def _total_usd(records: tuple[CallRecord, ...]) -> Decimal | None:

@@ -140,7 +140,12 @@ def key_record(
             )
         else:
             handoffs.append(
-                {"name": Handoff.default_tool_name(target), "agent": target.name, "schema": None}
+                {
+                    "name": Handoff.default_tool_name(target),
+                    "agent": target.name,
+                    "description": target.handoff_description,
+                    "schema": None,
+                }
             )
     schema = output_schema(agent)
     output = (

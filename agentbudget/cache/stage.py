@@ -219,6 +219,10 @@ class ResponseCache:
             return None
 
     def _lookup(self, run: StageRun, key: str, options: CacheOptions) -> Awaitable[None] | None:
+        if not options.no_cache and self.store.inline and not run.streamed:
+            entry = self._read(key)
+            if entry is not None and self._hit(run, entry):
+                return None  # answered: nothing for finish to do
         plan = _Plan(key=key, options=options)
         run.state[self] = plan
         if options.no_cache:
@@ -230,10 +234,6 @@ class ResponseCache:
                     self._hit(run, entry)
             return None
         if self.store.inline:
-            entry = self._read(key)
-            if entry is not None:
-                self._hit(run, entry)
-                return None
             return self._single_flight(run, plan)
         return self._read_then_hit(run, plan)
 
@@ -288,7 +288,8 @@ class ResponseCache:
                 self._decoded[key] = (text, entry)
         return entry
 
-    def _hit(self, run: StageRun, entry: dict[str, Any]) -> None:
+    def _hit(self, run: StageRun, entry: dict[str, Any]) -> bool:
+        """Answer ``run`` with ``entry``; False when the entry cannot be replayed."""
         try:
             if run.streamed:
                 result = replay_streamed(entry, run.agent, run.input, run.kwargs)
@@ -296,11 +297,12 @@ class ResponseCache:
                 result = replay_result(entry, run.agent, run.input, run.kwargs)
         except Exception:
             logger.warning("agentbudget: a cache entry could not be replayed", exc_info=True)
-            return
+            return False
         cost = entry.get("cost_usd")
         run.cache_hit = True
         run.saved_usd = Decimal(cost) if cost is not None else Decimal(0)
         run.replay = result
+        return True
 
     def finish(self, run: StageRun, report: RunReport, result: Any) -> None:
         """Store a completed run's answer (unless it must not be), and wake waiting runs."""
