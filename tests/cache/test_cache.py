@@ -482,3 +482,16 @@ async def test_a_replayed_result_is_a_copy_not_the_stored_object() -> None:
     assert dataclasses.is_dataclass(one) and one.final_output == two.final_output
     assert ab.report_of(one).run_id != ab.report_of(two).run_id
     assert ab.report_of(two).saved_usd == Decimal("0.003500000")  # gpt-4o: 1000 in, 100 out
+
+
+async def test_reports_of_hits_and_live_runs_are_complete_and_round_trip_json() -> None:
+    guard = ab.Guard(cache=ab.ResponseCache())
+    agent = Agent(name="geo", model=answering("Paris."))
+    live = ab.report_of(await guard.run(agent, QUESTION, user="u"))
+    hit = ab.report_of(await guard.run(agent, QUESTION, user="u"))
+    for report in (live, hit):
+        assert report.model_fields_set == set(ab.RunReport.model_fields)
+        assert ab.RunReport.model_validate_json(report.model_dump_json()) == report
+        with pytest.raises(ValueError, match="frozen"):
+            report.user = "someone else"  # type: ignore[misc]
+    assert ab.RunReport.model_validate_json(hit.model_dump_json()).saved_usd == live.cost_usd
