@@ -8,6 +8,7 @@ write never blocks the event loop. Values are JSON text, never pickles.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sqlite3
@@ -322,9 +323,22 @@ def cache_store_from_url(url: str, **options: Any) -> CacheStore:
             f"unknown cache store scheme {scheme!r} in {url!r}; known schemes: "
             f"{', '.join(known_cache_schemes())} (add one with register_cache_store)"
         )
+    _check_options(factory, options)
+    return factory(url, **options)
+
+
+def _check_options(factory: CacheStoreFactory, options: dict[str, Any]) -> None:
     try:
-        return factory(url, **options)
-    except TypeError as exc:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        name = getattr(factory, "__name__", repr(factory))
         raise ConfigurationError(
-            f"cache store {scheme}:// does not take these options: {exc}"
-        ) from None
+            f"{name} does not take {', '.join(unknown)}; its options are "
+            f"{', '.join(sorted(accepted)) or 'none'}"
+        )
