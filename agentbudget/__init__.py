@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from .alerts import Alert, Alerts
     from .budgets import Allowance, BudgetAlert, Budgets, CapOutput, Downgrade, Refuse
+    from .cache import ResponseCache
     from .context import ContextBudget
     from .errors import (
         AgentBudgetError,
@@ -44,6 +45,7 @@ from ._version import __version__
 
 # Each public name and the module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
+    "ResponseCache": "cache",
     "ContextBudget": "context",
     "Alerts": "alerts",
     "Alert": "alerts",
@@ -116,6 +118,7 @@ __all__ = [
     "PriceTable",
     "PriceTier",
     "Refuse",
+    "ResponseCache",
     "Route",
     "RunReport",
     "SQLiteLedger",

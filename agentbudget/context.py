@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from agents import Agent, Handoff, RunConfig, handoff
 from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
@@ -108,6 +108,9 @@ class ContextBudget:
     Raises:
         ConfigurationError: for invalid arguments.
     """
+
+    stage_order: ClassVar[int] = 20
+    """Runs after the cache (and a router) among a run's stages."""
 
     def __init__(
         self,

@@ -32,14 +32,14 @@ class RunRequest:
 
 @dataclass(eq=False, slots=True)
 class ScopeFrame:
-    """One active ``budget()`` scope as the engine sees it: its account, ids and reports."""
+    """One active ``budget()`` scope as the engine sees it: its account, ids, reports and
+    the stages it adds to its runs (``budget(cache=...)``)."""
 
     account: Account
     user: str | None
     team: str | None
     reports: list[RunReport] = field(default_factory=list)
     stages: tuple[Stage, ...] = ()
-    """Stages the scope adds to each run inside it (``budget(context=...)``)."""
 
 
 CURRENT_RUN: ContextVar[RunMeter | None] = ContextVar("agentbudget_run", default=None)

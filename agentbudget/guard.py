@@ -12,6 +12,7 @@ from agents.result import RunResult, RunResultStreaming
 
 from .alerts import Alerts
 from .budgets import Budgets
+from .cache import CacheOptions, ResponseCache, cache_options
 from .context import ContextBudget
 from .current import GUARD_REQUEST, RunRequest
 from .errors import ConfigurationError
@@ -48,6 +49,11 @@ class Guard:
             stable ``prompt_cache_key`` per tenant (team, else user) and agent, sent to
             OpenAI's model classes instead of the SDK's per-run key, so runs of one tenant
             share the provider's prompt cache. Ids are hashed: the key carries no secret.
+        cache: a ``ResponseCache``: repeated questions are answered from it, for $0. It is
+            the first stage of every run's pipeline.
+
+    Per run, ``no_cache=True`` skips the cache read, ``no_store=True`` skips the write and
+    ``cache_tool_runs=True`` stores the run even if it executed tools.
     """
 
     def __init__(
@@ -60,7 +66,10 @@ class Guard:
         alerts: Alerts | None = None,
         context: ContextBudget | None = None,
         prompt_cache_key: str | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
+        if cache is not None and not isinstance(cache, ResponseCache):
+            raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
         if alerts is not None and not isinstance(alerts, Alerts):
             raise ConfigurationError(f"alerts must be an agentbudget.Alerts, got {alerts!r}")
         if prompt_cache_key is not None and (
@@ -94,7 +103,8 @@ class Guard:
             budgets=budgets,
             sinks=sinks,
             alerts=alerts,
-            stages=() if context is None else (context,),
+            # the cache first: a hit runs nothing else
+            stages=tuple(stage for stage in (cache, context) if stage is not None),
             prompt_cache_key=prompt_cache_key,
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
@@ -146,6 +156,10 @@ class Guard:
         dispatcher = self.policy.dispatcher
         return True if dispatcher is None else await dispatcher.aclose(timeout)
 
+    @property
+    def cache(self) -> ResponseCache | None:
+        return next((s for s in self.policy.stages if isinstance(s, ResponseCache)), None)
+
     def _request(self, user: str | None, team: str | None) -> RunRequest:
         check_optional_id("user", user)
         check_optional_id("team", team)
@@ -169,7 +183,10 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return await Runner.run(agent, input, **runner_kwargs)
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return await Runner.run(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return await Runner.run(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
 
@@ -185,7 +202,10 @@ class Guard:
         """Run ``agent`` like ``Runner.run_sync``, under this guard."""
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return Runner.run_sync(agent, input, **runner_kwargs)
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return Runner.run_sync(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return Runner.run_sync(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
 
@@ -205,9 +225,28 @@ class Guard:
         """
         token = GUARD_REQUEST.set(self._request(user, team))
         try:
-            return Runner.run_streamed(agent, input, **runner_kwargs)
+            if _CACHE_KEYWORDS.isdisjoint(runner_kwargs):
+                return Runner.run_streamed(agent, input, **runner_kwargs)
+            with cache_options(_options(runner_kwargs)):
+                return Runner.run_streamed(agent, input, **runner_kwargs)
         finally:
             GUARD_REQUEST.reset(token)
+
+
+_CACHE_KEYWORDS = frozenset(("no_cache", "no_store", "cache_tool_runs"))
+
+
+def _options(runner_kwargs: dict[str, Any]) -> CacheOptions:
+    """Pop the per-run cache keywords, so the SDK never sees them."""
+    no_cache = runner_kwargs.pop("no_cache", False)
+    no_store = runner_kwargs.pop("no_store", False)
+    tool_runs = runner_kwargs.pop("cache_tool_runs", None)
+    for name, value in (("no_cache", no_cache), ("no_store", no_store)):
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be a bool, got {value!r}")
+    if tool_runs is not None and not isinstance(tool_runs, bool):
+        raise ConfigurationError(f"cache_tool_runs must be a bool or None, got {tool_runs!r}")
+    return CacheOptions(no_cache=no_cache, no_store=no_store, cache_tool_runs=tool_runs)
 
 
 _default_lock = threading.Lock()
@@ -223,6 +262,7 @@ def configure(
     alerts: Alerts | None = None,
     context: ContextBudget | None = None,
     prompt_cache_key: str | None = None,
+    cache: ResponseCache | None = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
@@ -234,6 +274,7 @@ def configure(
         alerts=alerts,
         context=context,
         prompt_cache_key=prompt_cache_key,
+        cache=cache,
     )
     with _default_lock:
         _default = guard

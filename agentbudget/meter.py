@@ -56,6 +56,10 @@ class RunMeter:
     finished_duration: float | None = None
     tripped: AgentBudgetExceeded | None = None
     route: Route | None = None
+    cache_hit: bool = False
+    """The run was answered from the response cache (no LLM call)."""
+    saved_usd: Decimal = Decimal(0)
+    """On a cache hit: what the cached run cost."""
     proxies: dict[tuple[int, str], Model] = field(default_factory=dict)
     """The run's model proxies, by (inner model, agent name)."""
     cleaned_up: list[Model] = field(default_factory=list)
@@ -121,7 +125,7 @@ class RunMeter:
         if duration is None:
             duration = time.monotonic() - self.t0
         tripped_limit = getattr(error, "limit", None) if outcome in ("tripped", "refused") else None
-        return RunReport.model_construct(
+        return _construct_report(
             run_id=self.run_id,
             user=self.user,
             team=self.team,
@@ -136,6 +140,8 @@ class RunMeter:
             unpriced_calls=sum(1 for c in records if c.nanos is None),
             duration_s=round(duration, 6),
             started_at=self.started_at,
+            cache_hit=self.cache_hit,
+            saved_usd=self.saved_usd,
             route=self.route,
             context_saved_tokens=sum(c.context_saved_tokens for c in records),
             context_saved_usd=nanos_to_usd(sum(c.context_saved_nanos for c in records)),
@@ -145,6 +151,22 @@ class RunMeter:
             tripped_limit=tripped_limit,
             error=None if error is None else describe_error(error),
         )
+
+
+_REPORT_FIELDS = frozenset(RunReport.model_fields)
+
+
+def _construct_report(**values: object) -> RunReport:
+    """``RunReport.model_construct(**values)`` for a complete set of trusted values,
+    without its per-field loop (12 us of a cache hit's 75): what ``model_construct``
+    ends with when every field is given and the model has no extras or private fields."""
+    assert values.keys() == _REPORT_FIELDS
+    report: RunReport = RunReport.__new__(RunReport)
+    object.__setattr__(report, "__dict__", values)
+    object.__setattr__(report, "__pydantic_fields_set__", set(values))
+    object.__setattr__(report, "__pydantic_extra__", None)
+    object.__setattr__(report, "__pydantic_private__", None)
+    return report
 
 
 def _total_usd(records: tuple[CallRecord, ...]) -> Decimal | None:

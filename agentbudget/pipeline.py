@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from agents import Agent, Model, RunConfig
@@ -79,7 +81,7 @@ def observed() -> bool:
 class GovernedRun:
     """One governed run, from ``begin`` to ``finish``. Stages see it as a ``StageRun``."""
 
-    __slots__ = ("agent", "frames", "input", "kwargs", "meter", "replay", "streamed")
+    __slots__ = ("agent", "frames", "input", "kwargs", "meter", "replay", "state", "streamed")
 
     def __init__(
         self,
@@ -98,6 +100,7 @@ class GovernedRun:
         self.streamed = streamed
         self.frames = frames
         self.replay: Any = None
+        self.state: dict[object, Any] = {}
 
     @property
     def policy(self) -> RunPolicy:
@@ -113,11 +116,24 @@ class GovernedRun:
 
     @property
     def stages(self) -> tuple[Stage, ...]:
-        """The policy's stages, then those the enclosing ``budget()`` scopes add."""
-        policy_stages = self.meter.policy.stages
-        if not any(frame.stages for frame in self.frames):
-            return policy_stages
-        return (*policy_stages, *(stage for frame in self.frames for stage in frame.stages))
+        """The run's stages: the policy's, with those the enclosing ``budget()`` scopes add."""
+        return self.meter.policy.stages
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.meter.cache_hit
+
+    @cache_hit.setter
+    def cache_hit(self, value: bool) -> None:
+        self.meter.cache_hit = value
+
+    @property
+    def saved_usd(self) -> Decimal:
+        return self.meter.saved_usd
+
+    @saved_usd.setter
+    def saved_usd(self, value: Decimal) -> None:
+        self.meter.saved_usd = value
 
     # -- begin ---------------------------------------------------------------------------
 
@@ -155,6 +171,7 @@ class GovernedRun:
         for frame in reversed(frames):
             user = user or frame.user
             team = team or frame.team
+        policy = _with_scope_stages(policy, frames)
         account = Account(policy.limits, name=f"run of {agent.name!r}")
         meter = RunMeter(
             policy=policy,
@@ -310,6 +327,24 @@ class GovernedRun:
             with _observers_lock:
                 consumers.extend(_observe(observer) for observer in _observers)
         return consumers
+
+
+def _with_scope_stages(policy: RunPolicy, frames: tuple[ScopeFrame, ...]) -> RunPolicy:
+    """``policy`` with the stages enclosing ``budget()`` scopes add (``budget(cache=...)``),
+    first, innermost scope first; a stage of a kind the policy already has is not added."""
+    if not any(frame.stages for frame in frames):
+        return policy
+    kinds = {type(stage) for stage in policy.stages}
+    added: list[Stage] = []
+    for frame in reversed(frames):
+        for stage in frame.stages:
+            if type(stage) not in kinds:
+                kinds.add(type(stage))
+                added.append(stage)
+    if not added:
+        return policy
+    stages = sorted((*added, *policy.stages), key=lambda stage: getattr(stage, "stage_order", 50))
+    return dataclasses.replace(policy, stages=tuple(stages))
 
 
 def _cancel(task: asyncio.Task[Any]) -> None:

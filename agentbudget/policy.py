@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from agents import Agent
@@ -44,6 +45,13 @@ class StageRun(Protocol):
     """True for ``run_streamed``: ``begin`` must then finish synchronously."""
     replay: Any
     """Set by a stage to a result to return instead of running the SDK (a cache hit)."""
+    state: dict[object, Any]
+    """Per-run scratch space for stages, keyed by the stage (what ``begin`` leaves for
+    ``finish``)."""
+    cache_hit: bool
+    """Set by the response cache when ``replay`` is a cached answer (copied to the report)."""
+    saved_usd: Decimal
+    """Set with ``cache_hit``: what the cached run cost (copied to the report)."""
 
     @property
     def user(self) -> str | None: ...
@@ -67,6 +75,10 @@ class Stage(Protocol):
     ``run.streamed`` itself. ``finish(run, report, result)`` runs once the run's report is
     final (``result`` is None when the run raised); it must not raise (an exception is
     logged, the other consumers still run).
+
+    A stage may set a class attribute ``stage_order`` (default 50): the stages a
+    ``budget()`` scope adds are merged with the policy's in that order (the response
+    cache is 0, so a hit runs nothing else; a router 10; context budgets 20).
     """
 
     def begin(self, run: StageRun) -> Awaitable[None] | None: ...

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from .accounts import Account
+from .cache import ResponseCache
 from .context import ContextBudget
 from .current import SCOPES, ScopeFrame
 from .errors import ConfigurationError
@@ -49,20 +50,16 @@ class BudgetScope:
         user: str | None,
         team: str | None,
         context: ContextBudget | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.limits = limits
         self.user = user
         self.team = team
         self.context = context
+        self.cache = cache
         self._frame = self._new_frame()
         self._token: Token[tuple[ScopeFrame, ...]] | None = None
         self._entered = False
-
-    def _new_frame(self) -> ScopeFrame:
-        stages = () if self.context is None else (self.context,)
-        return ScopeFrame(
-            Account(self.limits, name="budget() scope"), self.user, self.team, stages=stages
-        )
 
     @property
     def account(self) -> Account:
@@ -101,6 +98,12 @@ class BudgetScope:
     def llm_calls(self) -> int:
         return self.account.llm_calls
 
+    def _new_frame(self) -> ScopeFrame:
+        # the cache first: a hit runs nothing else
+        stages = tuple(stage for stage in (self.cache, self.context) if stage is not None)
+        account = Account(self.limits, name="budget() scope")
+        return ScopeFrame(account, self.user, self.team, stages=stages)
+
     # -- context manager -------------------------------------------------------------------
 
     def __enter__(self) -> BudgetScope:
@@ -129,19 +132,20 @@ class BudgetScope:
     # -- decorator -------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
-        limits, user, team, context = self.limits, self.user, self.team, self.context
+        limits, user, team = self.limits, self.user, self.team
+        context, cache = self.context, self.cache
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with BudgetScope(limits, user=user, team=team, context=context):
+                async with BudgetScope(limits, user=user, team=team, context=context, cache=cache):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with BudgetScope(limits, user=user, team=team, context=context):
+            with BudgetScope(limits, user=user, team=team, context=context, cache=cache):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -159,11 +163,15 @@ def budget(
     user: str | None = None,
     team: str | None = None,
     context: ContextBudget | None = None,
+    cache: ResponseCache | None = None,
 ) -> BudgetScope:
     """Limits over every ``Runner`` run inside a block (``with``/``async with``) or a function.
 
+    ``cache`` answers the scope's runs from a ``ResponseCache`` (unless the run's guard
+    has its own).
+
     Raises:
-        ConfigurationError: for invalid limits or ids.
+        ConfigurationError: for invalid limits, ids or cache.
     """
     limits = Limits(
         max_tool_calls=max_tool_calls,
@@ -178,4 +186,6 @@ def budget(
     check_optional_id("team", team)
     if context is not None and not isinstance(context, ContextBudget):
         raise ConfigurationError(f"context must be an agentbudget.ContextBudget, got {context!r}")
-    return BudgetScope(limits, user=user, team=team, context=context)
+    if cache is not None and not isinstance(cache, ResponseCache):
+        raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
+    return BudgetScope(limits, user=user, team=team, context=context, cache=cache)

@@ -30,6 +30,8 @@ DOCUMENTED = {
     # alerts
     "Alerts",
     "Alert",
+    # cache
+    "ResponseCache",
     # sinks
     "CostSink",
     "LogSink",

@@ -232,3 +232,20 @@ async def test_a_failing_sink_changes_nothing_and_gets_its_reports_once_it_recov
     assert await guard.aflush(timeout=10)
     assert flaky.reports == [ab.report_of(r) for r in results]  # each once, in order
     assert await guard.aclose()
+
+
+async def test_a_scopes_stages_merge_with_the_policys_in_stage_order() -> None:
+    seen: list[tuple[type, ...]] = []
+
+    class Look:
+        def begin(self, run: StageRun) -> None:
+            seen.append(tuple(type(stage) for stage in run.policy.stages))
+
+        def finish(self, run: StageRun, report: RunReport, result: Any) -> None:
+            pass
+
+    guard = ab.Guard(cache=ab.ResponseCache())
+    with_stages(guard, *guard.policy.stages, Look())
+    async with ab.budget(context=ab.ContextBudget(max_input_tokens=100_000)):
+        await guard.run(agent("ok"), "q", user="u")
+    assert seen == [(ab.ResponseCache, ab.ContextBudget, Look)]
