@@ -1,4 +1,5 @@
-"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``report``, ``demo``.
+"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``report``,
+``route-eval``, ``demo``.
 
 Misuse (a bad argument, an unknown model, an unreadable price file, a module that does
 not import) prints one line to stderr and exits 2, never a traceback.
@@ -133,7 +134,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _load_budgets(spec: str) -> Any:
-    """The object named by ``module:attribute`` (attribute ``budgets`` when omitted).
+    """The ``Budgets`` named by ``module:attribute`` (attribute ``budgets`` when omitted)."""
+    return _load_object(spec, option="--budgets", default="budgets")
+
+
+def _load_object(spec: str, *, option: str, default: str) -> Any:
+    """The object named by ``module:attribute`` (attribute ``default`` when omitted).
 
     The current directory is searched first, as ``python -m`` does: the console script
     alone would not find ``myapp.py`` next to the user.
@@ -147,13 +153,13 @@ def _load_budgets(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: report whatever stops it importing
         raise ConfigurationError(
-            f"--budgets {spec}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            f"{option} {spec}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
         ) from None
     try:
-        return getattr(module, attribute or "budgets")
+        return getattr(module, attribute or default)
     except AttributeError:
         raise ConfigurationError(
-            f"--budgets {spec}: module {module_name!r} has no attribute {attribute or 'budgets'!r}"
+            f"{option} {spec}: module {module_name!r} has no attribute {attribute or default!r}"
         ) from None
 
 
@@ -265,6 +271,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route_eval(args: argparse.Namespace) -> int:
+    from .routing import HeuristicRouter, load_labelled
+    from .routing.evaluate import evaluate_sync, shipped_set
+
+    if args.router:
+        router = _load_object(args.router, option="--router", default="router")
+        if not callable(getattr(router, "route", None)):
+            raise ConfigurationError(f"--router {args.router}: {router!r} has no route() method")
+    else:
+        router = HeuristicRouter()
+    rows = load_labelled(shipped_set(args.file))
+    evaluation = evaluate_sync(
+        router, rows, prices=_table(args), strong=args.strong, cheap=args.cheap
+    )
+    print(f"router: {router!r}")
+    print(evaluation.render())
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -340,6 +365,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     r.add_argument("--schema", help="the PostgreSQL schema of the ledger's tables")
     r.set_defaults(func=cmd_report)
+    v = sub.add_parser(
+        "route-eval", help="evaluate a router on labelled requests (JSONL: text, label)"
+    )
+    v.add_argument(
+        "file",
+        metavar="FILE.jsonl",
+        help="labelled requests; 'shipped' or 'holdout' for the sets agentbudget ships",
+    )
+    v.add_argument(
+        "--router",
+        metavar="MODULE:ATTR",
+        help="your router instead of HeuristicRouter() (attribute 'router' when omitted)",
+    )
+    v.add_argument(
+        "--strong", help="the strong model (default: the router's strongest tier, or gpt-4o)"
+    )
+    v.add_argument("--cheap", default="gpt-4o-mini", help="the oracle's cheap model")
+    _prices_option(v, "--prices")
+    v.set_defaults(func=cmd_route_eval)
     d = sub.add_parser("demo", help="run the offline demo")
     d.set_defaults(func=cmd_demo)
     return parser

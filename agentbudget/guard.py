@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 from .limits import Limits
 from .policy import RunPolicy, set_default_policy
 from .pricing import PriceTable
+from .routing.stage import RouterStage, router_stage
 from .runtime import instrument
 from .sinks import CostSink
 from .stores.base import check_optional_id
@@ -51,6 +52,10 @@ class Guard:
             share the provider's prompt cache. Ids are hashed: the key carries no secret.
         cache: a ``ResponseCache``: repeated questions are answered from it, for $0. It is
             the first stage of every run's pipeline.
+        router: a router (``agentbudget.routing.HeuristicRouter``, ``ClassifierRouter``,
+            any object with ``async route(RouteRequest) -> Route``, or a ``RouterStage``
+            for options): chooses each run's model once, after the cache and before the
+            context budget; the choice is ``RunReport.route``.
 
     Per run, ``no_cache=True`` skips the cache read, ``no_store=True`` skips the write and
     ``cache_tool_runs=True`` stores the run even if it executed tools.
@@ -67,7 +72,9 @@ class Guard:
         context: ContextBudget | None = None,
         prompt_cache_key: str | None = None,
         cache: ResponseCache | None = None,
+        router: Any = None,
     ) -> None:
+        routing = router_stage(router)
         if cache is not None and not isinstance(cache, ResponseCache):
             raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
         if alerts is not None and not isinstance(alerts, Alerts):
@@ -103,8 +110,8 @@ class Guard:
             budgets=budgets,
             sinks=sinks,
             alerts=alerts,
-            # the cache first: a hit runs nothing else
-            stages=tuple(stage for stage in (cache, context) if stage is not None),
+            # the cache first: a hit runs nothing else; then the router, then the context
+            stages=tuple(stage for stage in (cache, routing, context) if stage is not None),
             prompt_cache_key=prompt_cache_key,
         )
         """What governs this guard's runs (frozen; each run holds the one it started with)."""
@@ -155,6 +162,10 @@ class Guard:
         """``close`` without blocking the event loop."""
         dispatcher = self.policy.dispatcher
         return True if dispatcher is None else await dispatcher.aclose(timeout)
+
+    @property
+    def router(self) -> RouterStage | None:
+        return next((s for s in self.policy.stages if isinstance(s, RouterStage)), None)
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -263,6 +274,7 @@ def configure(
     context: ContextBudget | None = None,
     prompt_cache_key: str | None = None,
     cache: ResponseCache | None = None,
+    router: Any = None,
 ) -> Guard:
     """Set the process-wide default ``Guard`` that ``budget()`` scopes use. Returns it."""
     global _default
@@ -275,6 +287,7 @@ def configure(
         context=context,
         prompt_cache_key=prompt_cache_key,
         cache=cache,
+        router=router,
     )
     with _default_lock:
         _default = guard

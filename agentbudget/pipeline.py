@@ -42,7 +42,7 @@ from .interceptor import MeteredModel
 from .limits import Limits
 from .meter import RunMeter, outcome_of
 from .policy import RunPolicy, Stage, default_policy
-from .report import RunReport, attach_report
+from .report import Route, RunReport, attach_report
 from .resolution import model_name
 
 __all__ = [
@@ -134,6 +134,24 @@ class GovernedRun:
     @saved_usd.setter
     def saved_usd(self, value: Decimal) -> None:
         self.meter.saved_usd = value
+
+    @property
+    def route(self) -> Route | None:
+        return self.meter.route
+
+    @route.setter
+    def route(self, value: Route | None) -> None:
+        self.meter.route = value
+
+    @property
+    def nested(self) -> bool:
+        """True for a run nested in another governed run (``Agent.as_tool``)."""
+        return self.meter.parent is not None
+
+    def as_current(self) -> contextvars.Token[RunMeter | None]:
+        """Make this the current run before the SDK starts (a stage's own agent runs, such
+        as a classifier's, are then nested in it: charged to it and reported in it)."""
+        return CURRENT_RUN.set(self.meter)
 
     # -- begin ---------------------------------------------------------------------------
 

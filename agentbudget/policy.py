@@ -25,7 +25,7 @@ from .alerts import Alerts
 from .budgets import Budgets
 from .limits import Limits
 from .pricing import PriceTable
-from .report import RunReport
+from .report import Route, RunReport
 from .sinks import CostSink, SinkDispatcher
 
 __all__ = ["RunPolicy", "Stage", "StageRun", "default_policy", "set_default_policy"]
@@ -52,6 +52,18 @@ class StageRun(Protocol):
     """Set by the response cache when ``replay`` is a cached answer (copied to the report)."""
     saved_usd: Decimal
     """Set with ``cache_hit``: what the cached run cost (copied to the report)."""
+
+    route: Route | None
+    """Set by the router: the model it chose (copied to the report)."""
+
+    @property
+    def nested(self) -> bool:
+        """True for a run nested in another governed run (``Agent.as_tool``)."""
+        ...
+
+    def as_current(self) -> Any:
+        """Make this the current governed run (returns the ``contextvars`` token to reset)."""
+        ...
 
     @property
     def user(self) -> str | None: ...

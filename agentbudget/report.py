@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 __all__ = ["LLMCallCost", "Route", "RunReport", "report_of"]
 
@@ -66,12 +66,51 @@ class LLMCallCost(BaseModel):
 
 
 class Route(BaseModel):
-    """The model a router chose for a run, and why."""
+    """The model a router chose for a run, and why (what a ``Router`` returns, and what the
+    run's report, the sinks and the ledgers record).
 
-    model_config = ConfigDict(frozen=True)
+    ``model`` is a model name or an ``agents.Model`` instance; the report keeps its name
+    (``model_name``): JSON holds names only. ``model_settings`` (optional overrides merged
+    into the agent's settings) is applied, not recorded.
+    """
 
-    model: str
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    model: Any
+    """A model name, or an ``agents.Model`` instance."""
     reason: str
+    tier: str | None = None
+    """The router's tier name (``"simple"``, ``"complex"``, ``"local"``...), when it has tiers."""
+    model_settings: Any = Field(default=None, exclude=True)
+    """An ``agents.ModelSettings`` of overrides, resolved over the agent's own."""
+    fallback: str | None = None
+    """Set when a ``FallbackRouter`` moved the run to the next model of its chain: the
+    model it moved to and the error that made it move."""
+    classifier_cost_usd: Decimal | None = None
+    """What a ``ClassifierRouter``'s labelling call cost (also a line in the run's calls)."""
+
+    @property
+    def model_name(self) -> str:
+        """The model's name: ``model`` itself, or a ``Model`` instance's ``model`` attribute."""
+        if isinstance(self.model, str):
+            return self.model
+        name = getattr(self.model, "model", None)
+        return name if isinstance(name, str) else type(self.model).__name__
+
+    @field_validator("model")
+    @classmethod
+    def _model_or_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("a route's model name must not be empty")
+            return value
+        if callable(getattr(value, "get_response", None)):
+            return value
+        raise ValueError(f"a route's model is a model name or an agents.Model, got {value!r}")
+
+    @field_serializer("model")
+    def _model_as_name(self, model: Any) -> str:
+        return self.model_name
 
 
 class RunReport(BaseModel):

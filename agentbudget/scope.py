@@ -32,6 +32,7 @@ from .current import SCOPES, ScopeFrame
 from .errors import ConfigurationError
 from .limits import Limits
 from .report import RunReport
+from .routing.stage import RouterStage, router_stage
 from .runtime import instrument
 from .stores.base import check_optional_id
 
@@ -51,8 +52,10 @@ class BudgetScope:
         team: str | None,
         context: ContextBudget | None = None,
         cache: ResponseCache | None = None,
+        router: RouterStage | None = None,
     ) -> None:
         self.limits = limits
+        self.router = router
         self.user = user
         self.team = team
         self.context = context
@@ -100,7 +103,9 @@ class BudgetScope:
 
     def _new_frame(self) -> ScopeFrame:
         # the cache first: a hit runs nothing else
-        stages = tuple(stage for stage in (self.cache, self.context) if stage is not None)
+        stages = tuple(
+            stage for stage in (self.cache, self.router, self.context) if stage is not None
+        )
         account = Account(self.limits, name="budget() scope")
         return ScopeFrame(account, self.user, self.team, stages=stages)
 
@@ -133,19 +138,23 @@ class BudgetScope:
 
     def __call__(self, fn: F) -> F:
         limits, user, team = self.limits, self.user, self.team
-        context, cache = self.context, self.cache
+        context, cache, router = self.context, self.cache, self.router
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with BudgetScope(limits, user=user, team=team, context=context, cache=cache):
+                async with BudgetScope(
+                    limits, user=user, team=team, context=context, cache=cache, router=router
+                ):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with BudgetScope(limits, user=user, team=team, context=context, cache=cache):
+            with BudgetScope(
+                limits, user=user, team=team, context=context, cache=cache, router=router
+            ):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -164,11 +173,13 @@ def budget(
     team: str | None = None,
     context: ContextBudget | None = None,
     cache: ResponseCache | None = None,
+    router: Any = None,
 ) -> BudgetScope:
     """Limits over every ``Runner`` run inside a block (``with``/``async with``) or a function.
 
     ``cache`` answers the scope's runs from a ``ResponseCache`` (unless the run's guard
-    has its own).
+    has its own); ``router`` routes each run of the scope to a model (unless the run's
+    guard has its own router).
 
     Raises:
         ConfigurationError: for invalid limits, ids or cache.
@@ -188,4 +199,6 @@ def budget(
         raise ConfigurationError(f"context must be an agentbudget.ContextBudget, got {context!r}")
     if cache is not None and not isinstance(cache, ResponseCache):
         raise ConfigurationError(f"cache must be an agentbudget.ResponseCache, got {cache!r}")
-    return BudgetScope(limits, user=user, team=team, context=context, cache=cache)
+    return BudgetScope(
+        limits, user=user, team=team, context=context, cache=cache, router=router_stage(router)
+    )

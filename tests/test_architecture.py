@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("provider models", {"models"}),
     ("hooks, interceptor, context variables", {"hooks", "interceptor", "current", "context"}),
-    ("pipeline stages", {"cache"}),
+    ("pipeline stages", {"cache", "routing"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),
     (

@@ -160,7 +160,7 @@ def run_row(report: RunReport, started_at: Any) -> tuple[Any, ...]:
         report.duration_s,
         report.cache_hit,
         usd_to_nanos(report.saved_usd),
-        route.model if route is not None else None,
+        route.model_name if route is not None else None,
         route.reason if route is not None else None,
         route.model_dump_json() if route is not None else None,
     )

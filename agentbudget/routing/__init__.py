@@ -1,0 +1,28 @@
+"""Model routing: send each run to the cheapest model that can do it.
+
+A ``Router`` chooses a run's model once, before the SDK starts (``Guard(router=...)``,
+``configure(router=...)``, ``budget(router=...)``); the choice is in the run's report
+(``RunReport.route``), its sinks and ledgers. See docs/routing.md.
+"""
+
+from __future__ import annotations
+
+from ..report import Route
+from .base import BudgetSnapshot, Router, RouteRequest, SyncRouter, Tier
+from .evaluate import Evaluation, evaluate, load_labelled
+from .heuristic import HeuristicRouter
+from .stage import RouterStage
+
+__all__ = [
+    "BudgetSnapshot",
+    "Evaluation",
+    "HeuristicRouter",
+    "Route",
+    "RouteRequest",
+    "Router",
+    "RouterStage",
+    "SyncRouter",
+    "Tier",
+    "evaluate",
+    "load_labelled",
+]
