@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 from .limits import Limits
 from .policy import RunPolicy, set_default_policy
 from .pricing import PriceTable
+from .routing.local import local_names
 from .routing.stage import RouterStage, router_stage
 from .runtime import instrument
 from .sinks import CostSink
@@ -104,9 +105,13 @@ class Guard:
             alerts = alerts.for_budgets(budgets)  # user_share against the global allowance
             if alerts.budget_thresholds:
                 budgets.add_alert_listener(alerts.budget_alert)
+        table = prices or PriceTable.default()
+        local = local_names(routing.router) if routing is not None else set()
+        if local:
+            table = table.with_local_models(local)  # a router's local models cost $0
         self.policy = RunPolicy(
             limits=limits or Limits(),
-            prices=prices or PriceTable.default(),
+            prices=table,
             budgets=budgets,
             sinks=sinks,
             alerts=alerts,

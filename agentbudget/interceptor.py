@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -43,7 +43,7 @@ from .errors import (
 from .meter import RunMeter
 from .money import pico_to_nanos
 from .pricing import ModelPrice
-from .resolution import replacement
+from .resolution import price_name, replacement
 from .stores import ReserveResult
 from .tokens import (
     count_text,
@@ -377,7 +377,12 @@ class MeteredModel(Model):
         )
 
     async def _prepare(self, request: CallRequest) -> CallPlan:
-        plan = self.plan(request)
+        moved = self._moved()
+        plan = (
+            self.plan(request)
+            if moved is None
+            else self.plan(request, inner=moved[0], name=moved[1], degraded="fallback")
+        )
         budgets = self.meter.policy.budgets
         if budgets is None:
             return plan
@@ -385,6 +390,34 @@ class MeteredModel(Model):
             return await self._admit(budgets, request, plan)
         except AgentBudgetExceeded as exc:
             raise self.meter.trip(exc) from None
+
+    # -- fallback (FallbackRouter) -------------------------------------------------------
+
+    def _moved(self) -> tuple[Model, str] | None:
+        chain = self.meter.fallback
+        if chain is None or chain.agent != self.agent.name:
+            return None
+        return chain.moved
+
+    def _fall_back(self, exc: BaseException) -> bool:
+        """Move this run's routed agent to its fallback model after ``exc``, once per run.
+
+        Returns:
+            True when the call should be sent again (to the fallback model).
+        """
+        chain = self.meter.fallback
+        if chain is None or chain.agent != self.agent.name or chain.moved is not None:
+            return False
+        reason = fallback_reason(exc)
+        if reason is None:
+            return False
+        chain.moved = self.resolve(chain.target)
+        meter = self.meter
+        note = f"{chain.moved[1]} after {reason}"
+        if meter.route is not None:
+            meter.route = meter.route.model_copy(update={"fallback": note})
+        logger.info("agentbudget: run %s fell back to %s", meter.run_id, note)
+        return True
 
     # -- budgets: reserve, or degrade ----------------------------------------------------
 
@@ -464,6 +497,10 @@ class MeteredModel(Model):
             if isinstance(step, Refuse):
                 raise budgets.exhausted(reservation, result, refusal=step.message)
             if isinstance(step, Downgrade):
+                if not self._cheaper(step.model, plan):
+                    # The call already runs on this model or a cheaper one (a router's
+                    # budget-aware tier): no double downgrade, the chain goes on.
+                    continue
                 inner, name = self.resolve(step.model)
                 release(plan.hold)
                 return self.plan(request, inner=inner, name=name, degraded="downgrade")
@@ -485,6 +522,29 @@ class MeteredModel(Model):
                 degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
             )
         raise budgets.exhausted(reservation, result, refusal=None)
+
+    def _cheaper(self, target: str | Model, plan: CallPlan) -> bool:
+        """Whether ``target`` is a downgrade from the model serving ``plan``: another model,
+        with no higher input or output rate (True when either price is unknown)."""
+        name = target if isinstance(target, str) else price_name(target)
+        if name == plan.model_name:
+            return False
+        current = plan.price
+        try:
+            price = self.meter.policy.prices.get(name)
+        except UnknownModelError:
+            return True
+        if current is None:
+            return True
+        return (
+            price.input <= current.input
+            and price.output <= current.output
+            and (
+                price.input,
+                price.output,
+            )
+            != (current.input, current.output)
+        )
 
     # -- settling ----------------------------------------------------------------------
 
@@ -685,6 +745,41 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
+        def call() -> Awaitable[ModelResponse]:
+            return self._get_response(
+                system_instructions,
+                input,
+                model_settings,
+                tools,
+                output_schema,
+                handoffs,
+                tracing,
+                previous_response_id=previous_response_id,
+                conversation_id=conversation_id,
+                prompt=prompt,
+            )
+
+        try:
+            return await call()
+        except Exception as exc:
+            if not self._fall_back(exc):
+                raise
+        return await call()
+
+    async def _get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
         request = CallRequest(
             system_instructions, input, model_settings, tools, handoffs, output_schema
         )
@@ -719,7 +814,58 @@ class MeteredModel(Model):
         self._after_response(plan, response, usage, handoffs)
         return response
 
-    async def stream_response(
+    def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+
+        def open_stream() -> AsyncIterator[TResponseStreamEvent]:
+            return self._stream_response(
+                system_instructions,
+                input,
+                model_settings,
+                tools,
+                output_schema,
+                handoffs,
+                tracing,
+                previous_response_id=previous_response_id,
+                conversation_id=conversation_id,
+                prompt=prompt,
+            )
+
+        chain = self.meter.fallback
+        if chain is None or chain.agent != self.agent.name or chain.moved is not None:
+            return open_stream()
+        return self._stream_with_fallback(open_stream)
+
+    async def _stream_with_fallback(
+        self, open_stream: Callable[[], AsyncIterator[TResponseStreamEvent]]
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """The stream, sent again to the fallback model when it fails before its first event
+        (a stream that has started is not restarted: its events are already out)."""
+        started = False
+        try:
+            async for event in open_stream():
+                started = True
+                yield event
+            return
+        except Exception as exc:
+            if started or not self._fall_back(exc):
+                raise
+        async for event in open_stream():
+            yield event
+
+    async def _stream_response(
         self,
         system_instructions: str | None,
         input: str | list[TResponseInputItem],
@@ -827,6 +973,33 @@ class MeteredModel(Model):
 
 
 _PIECE_MAX = 256
+
+_CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
+_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens")
+
+
+def fallback_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` moves a run to its fallback model: a context-window overflow, a rate
+    limit or a provider error (5xx, overloaded, connection, timeout); None otherwise (a
+    limit, a bad request, the user's own error)."""
+    if isinstance(exc, AgentBudgetError):
+        return None
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None)
+    message = str(exc).lower()
+    if code in _CONTEXT_CODES or (
+        status in (400, 413) and any(word in message for word in _CONTEXT_WORDS)
+    ):
+        return f"context window exceeded ({type(exc).__name__})"
+    if status == 429:
+        return f"rate limited ({type(exc).__name__})"
+    if isinstance(status, int) and (status >= 500 or status == 529):
+        return f"provider error {status} ({type(exc).__name__})"
+    if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
+        return f"provider unreachable ({type(exc).__name__})"
+    return None
+
+
 _WHITESPACE = " \t\n\r\f\v"
 
 

@@ -22,7 +22,7 @@ from .money import nanos_to_usd
 from .policy import RunPolicy
 from .report import Route, RunReport
 
-__all__ = ["RunMeter", "describe_error", "outcome_of"]
+__all__ = ["FallbackChain", "RunMeter", "describe_error", "outcome_of"]
 
 Outcome = Literal["completed", "tripped", "refused", "error"]
 
@@ -34,6 +34,18 @@ def outcome_of(error: BaseException | None) -> Outcome:
     if isinstance(error, AgentBudgetExceeded):
         return "refused" if isinstance(error, BudgetExhausted) else "tripped"
     return "error"
+
+
+@dataclass
+class FallbackChain:
+    """A run's fallback: the routed agent's next model after a context-window, rate-limit
+    or provider error, taken once per run (``FallbackRouter``)."""
+
+    agent: str
+    """The name of the agent whose calls fall back (the routed starting agent)."""
+    target: str | Model
+    moved: tuple[Model, str] | None = None
+    """The model (and price name) the agent's calls moved to, once they have."""
 
 
 @dataclass
@@ -56,6 +68,8 @@ class RunMeter:
     finished_duration: float | None = None
     tripped: AgentBudgetExceeded | None = None
     route: Route | None = None
+    fallback: FallbackChain | None = None
+    """Set by a ``FallbackRouter``: where the routed agent's calls go on a provider error."""
     cache_hit: bool = False
     """The run was answered from the response cache (no LLM call)."""
     saved_usd: Decimal = Decimal(0)

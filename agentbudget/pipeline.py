@@ -40,7 +40,7 @@ from .errors import AgentBudgetExceeded, ConfigurationError
 from .hooks import MeterHooks
 from .interceptor import MeteredModel
 from .limits import Limits
-from .meter import RunMeter, outcome_of
+from .meter import FallbackChain, RunMeter, outcome_of
 from .policy import RunPolicy, Stage, default_policy
 from .report import Route, RunReport, attach_report
 from .resolution import model_name
@@ -142,6 +142,14 @@ class GovernedRun:
     @route.setter
     def route(self, value: Route | None) -> None:
         self.meter.route = value
+
+    @property
+    def fallback(self) -> FallbackChain | None:
+        return self.meter.fallback
+
+    @fallback.setter
+    def fallback(self, value: FallbackChain | None) -> None:
+        self.meter.fallback = value
 
     @property
     def nested(self) -> bool:

@@ -55,6 +55,8 @@ class StageRun(Protocol):
 
     route: Route | None
     """Set by the router: the model it chose (copied to the report)."""
+    fallback: Any
+    """Set by a fallback router: a ``meter.FallbackChain`` for the routed agent's calls."""
 
     @property
     def nested(self) -> bool:

@@ -10,13 +10,19 @@ from __future__ import annotations
 from ..report import Route
 from .base import BudgetSnapshot, Router, RouteRequest, SyncRouter, Tier
 from .evaluate import Evaluation, evaluate, load_labelled
+from .fallback import FallbackRouter
 from .heuristic import HeuristicRouter
+from .local import LocalModel, local_model
 from .stage import RouterStage
 
 __all__ = [
+    "BudgetAwareRouter",
     "BudgetSnapshot",
+    "ClassifierRouter",
     "Evaluation",
+    "FallbackRouter",
     "HeuristicRouter",
+    "LocalModel",
     "Route",
     "RouteRequest",
     "Router",
@@ -25,4 +31,5 @@ __all__ = [
     "Tier",
     "evaluate",
     "load_labelled",
+    "local_model",
 ]

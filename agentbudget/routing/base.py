@@ -154,7 +154,17 @@ class Tier:
     def of(cls, name: str, value: str | Model | Tier) -> Tier:
         """A tier from a model name, a ``Model`` or a ``Tier`` (renamed to ``name`` only
         when given as a model)."""
-        return value if isinstance(value, Tier) else cls(name, value)
+        if isinstance(value, Tier):
+            return value
+        # a local_model() declares its capabilities
+        window = getattr(value, "context_window", None)
+        return cls(
+            name,
+            value,
+            tools=getattr(value, "tools", True) is not False,
+            structured_output=getattr(value, "structured_output", True) is not False,
+            context_window=window if isinstance(window, int) else None,
+        )
 
     def misfit(self, request: RouteRequest, input_tokens: int | None) -> str | None:
         """Why this tier cannot serve ``request`` (None: it can)."""

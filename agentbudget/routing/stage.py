@@ -21,6 +21,7 @@ from agents import Agent, Model, ModelSettings, RunConfig
 
 from ..current import CURRENT_RUN
 from ..errors import ConfigurationError, StoreUnavailable
+from ..meter import FallbackChain
 from ..report import Route, RunReport
 from ..resolution import model_name, replacement
 from .base import BudgetSnapshot, Router, RouteRequest
@@ -135,6 +136,11 @@ class RouterStage:
                 settings = settings.resolve(overrides)
             run.agent = agent.clone(model=model, model_settings=settings)
         run.route = route.model_copy(update={"model": route.model_name, "model_settings": None})
+        target_for = getattr(self.router, "fallback_target", None)
+        if callable(target_for):
+            target = target_for(route)
+            if target is not None:
+                run.fallback = FallbackChain(agent=run.agent.name, target=target)
 
     def finish(self, run: Any, report: RunReport, result: Any) -> None:
         """Nothing to do: the route is already in the report."""

@@ -239,5 +239,5 @@ async def test_a_router_returning_something_else_fails_the_run_clearly() -> None
         async def route(self, request: RouteRequest) -> Any:
             return "gpt-4o-mini"
 
-    with pytest.raises(ConfigurationError, match="must return an agentbudget.Route"):
+    with pytest.raises(ConfigurationError, match=r"must return an agentbudget\.Route"):
         await ab.Guard(router=Bad()).run(agent_on(FakeOpenAI()), SIMPLE)
