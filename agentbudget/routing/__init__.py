@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from ..report import Route
 from .base import BudgetSnapshot, Router, RouteRequest, SyncRouter, Tier
+from .budget_aware import BudgetAwareRouter
+from .classifier import ClassifierRouter
 from .evaluate import Evaluation, evaluate, load_labelled
 from .fallback import FallbackRouter
 from .heuristic import HeuristicRouter
