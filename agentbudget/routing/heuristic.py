@@ -218,14 +218,11 @@ class HeuristicRouter:
         if len(_NUMBERS.findall(text)) >= 6:
             value += 1.0
             signals.append("many figures +1")
-        for pattern, weight in self._complex:
-            if pattern.search(text):
+        for pattern, weight in (*self._complex, *self._simple):
+            found = pattern.search(text)
+            if found:
                 value += weight
-                signals.append(f"{pattern.pattern[:24]!r} +{weight:g}")
-        for pattern, weight in self._simple:
-            if pattern.search(text):
-                value += weight
-                signals.append(f"{pattern.pattern[:24]!r} {weight:g}")
+                signals.append(f"{found.group(0).strip()[:30]!r} {weight:+g}")
         return Score(value, tuple(signals))
 
     def tier_index(self, text: str) -> tuple[int, Score]:
