@@ -13,6 +13,7 @@ from .errors import AgentBudgetExceeded
 from .guard import Guard
 from .limits import Limits
 from .report import RunReport, report_of
+from .routing import HeuristicRouter
 from .scope import budget
 from .testing import handoff_call, long_stream, reply, scripted_model, tool_call, tool_loop
 from .tokens import estimate_call_input
@@ -165,6 +166,30 @@ async def _demo(say: Callable[[str], None]) -> None:
         f"({plural(scope.tokens, 'token')}); the refused call was never sent."
     )
     reports.extend(scope.reports)
+
+    # 4b. A router: simple work to gpt-4o-mini, hard work to gpt-4o, once per run.
+    say("\n4b) Guard(router=HeuristicRouter(simple=..., complex=...)): each run goes to one tier:")
+    router = HeuristicRouter(
+        simple=scripted_model(
+            "gpt-4o-mini", [reply("Settings > Security.", input_tokens=300, output_tokens=20)]
+        ),
+        complex=scripted_model(
+            "gpt-4o",
+            [reply("Lock both accounts in id order.", input_tokens=300, output_tokens=400)],
+        ),
+    )
+    routed = Guard(router=router)
+    desk = Agent(name="desk", instructions="Help the customer.")
+    for question in (
+        "How do I reset my password?",
+        "Why does our transfer code deadlock under load, and how would you fix the locking?",
+    ):
+        routed_report = report_of(await routed.run(desk, question))
+        assert routed_report.route is not None
+        say(f"    {question!r} -> {routed_report.route.model} ({routed_report.route.reason})")
+        _table(routed_report, say)
+        reports.append(routed_report)
+    say("    `agentbudget route-eval shipped` measures the router on 314 labelled requests.")
 
     # 5. The ledger: every run above, and the report an operator reads.
     say("\n5) Every run above, written to a SQLite ledger (ab.SQLiteLedger), then")

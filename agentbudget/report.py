@@ -35,7 +35,8 @@ class LLMCallCost(BaseModel):
     input is the pre-flight estimate and output the tokens counted from the stream."""
     streamed: bool = False
     degraded: str | None = None
-    """``"downgrade"`` or ``"cap_output"`` when a budget's degrade chain changed the call."""
+    """``"downgrade"`` or ``"cap_output"`` when a budget's degrade chain changed the call;
+    ``"fallback"`` when a ``FallbackRouter`` moved the run's calls to its next model."""
     price_source: str | None = None
     """Where the price came from: ``"bundled 2026.11.29"``, ``"genai-prices 0.2.3"``,
     ``"local"``, a price file, ``"with_prices"``; None when unpriced."""

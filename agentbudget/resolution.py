@@ -1,8 +1,8 @@
 """Model resolution: which model serves a call, and the name it is priced by.
 
 One place for it: the run loop's model for each agent (``model_name``), and the model
-that replaces it when a budget's ``Downgrade`` (and, to come, a router's tier, a
-fallback or a local model) swaps a call to another model (``replacement``).
+that replaces it when a budget's ``Downgrade``, a router's route (``routing.stage``) or a
+``FallbackRouter``'s next model swaps a call to another model (``replacement``).
 """
 
 from __future__ import annotations

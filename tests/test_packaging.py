@@ -31,6 +31,8 @@ def test_the_built_wheel_is_typed_and_carries_its_data(tmp_path: Path) -> None:
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
     assert "agentbudget/py.typed" in names  # PEP 561: type checkers use the inline types
     assert "agentbudget/data/prices.json" in names
+    assert "agentbudget/data/routing_eval.jsonl" in names  # route-eval shipped / holdout
+    assert "agentbudget/data/routing_holdout.jsonl" in names
     assert any(n.startswith("agentbudget/data/tokenizers/") for n in names)
     assert {n for n in names if n.startswith("agentbudget/stores/lua/")} == {
         f"agentbudget/stores/lua/{p.name}" for p in (ROOT / "agentbudget/stores/lua").iterdir()
