@@ -228,10 +228,16 @@ class GovernedRun:
 
     async def run(self, runner: AgentRunner) -> Any:
         """``AgentRunner.run`` under this run's policy."""
-        for stage in self.stages:
-            pending = stage.begin(self)
-            if pending is not None:
-                await pending
+        try:
+            for stage in self.stages:
+                pending = stage.begin(self)
+                if pending is not None:
+                    await pending
+        except BaseException as exc:
+            # A stage that fails (a router's classifier tripping a limit) ends the run with
+            # its report: what the stage spent is reported, not lost.
+            self.finish(exc)
+            raise
         if self.replay is not None:
             self.finish(None, self.replay)
             return self.replay
@@ -261,16 +267,20 @@ class GovernedRun:
     def run_streamed(self, runner: AgentRunner) -> Any:
         """``AgentRunner.run_streamed`` under this run's policy; the report is final when
         the stream's task finishes."""
-        for stage in self.stages:
-            pending = stage.begin(self)
-            if pending is not None:
-                close = getattr(pending, "close", None)
-                if close is not None:
-                    close()  # a coroutine never awaited: closed, not left to warn
-                raise ConfigurationError(
-                    f"stage {stage!r} returned an awaitable for a streamed run; "
-                    "Runner.run_streamed starts synchronously, so its begin() must too"
-                )
+        try:
+            for stage in self.stages:
+                pending = stage.begin(self)
+                if pending is not None:
+                    close = getattr(pending, "close", None)
+                    if close is not None:
+                        close()  # a coroutine never awaited: closed, not left to warn
+                    raise ConfigurationError(
+                        f"stage {stage!r} returned an awaitable for a streamed run; "
+                        "Runner.run_streamed starts synchronously, so its begin() must too"
+                    )
+        except BaseException as exc:
+            self.finish(exc)
+            raise
         if self.replay is not None:
             self.finish(None, self.replay)
             return self.replay

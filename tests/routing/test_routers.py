@@ -350,3 +350,29 @@ def test_classifier_router_validates() -> None:
         ClassifierRouter(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         ClassifierRouter(ttl=-1)
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.reports: list[ab.RunReport] = []
+
+    def record(self, report: ab.RunReport) -> None:
+        self.reports.append(report)
+
+
+async def test_a_classifier_that_trips_a_limit_ends_the_run_with_its_report() -> None:
+    server = Labelling(script=[Turn(output_tokens=1)], label="simple")
+    sink = Collect()
+    guard = ab.Guard(
+        router=ClassifierRouter(classifier_on(server, "classifier-model")),
+        limits=ab.Limits(max_tokens=500),  # the classifier's 1,000 input tokens cross it
+        prices=ab.PriceTable.default().with_aliases({"classifier-model": "gpt-4o-mini"}),
+        sinks=[sink],
+    )
+    agent = Agent(name="assistant", model=server.model("responses", "gpt-4o"))
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await guard.run(agent, SIMPLE)
+    assert guard.flush(10)
+    (report,) = sink.reports
+    assert caught.value.report is report
+    assert (report.agent, report.outcome, report.route) == ("assistant", "tripped", None)
