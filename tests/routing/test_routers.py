@@ -376,3 +376,21 @@ async def test_a_classifier_that_trips_a_limit_ends_the_run_with_its_report() ->
     (report,) = sink.reports
     assert caught.value.report is report
     assert (report.agent, report.outcome, report.route) == ("assistant", "tripped", None)
+
+
+async def test_budget_aware_routing_through_a_guard_uses_the_users_spend() -> None:
+    server = FakeOpenAI(script=[Turn(output_tokens=100)], input_tokens=8_400)
+    budgets = ab.Budgets(
+        store="memory://", allowances=[ab.Allowance(per="user", window="day", tokens=10_000)]
+    )
+    guard = ab.Guard(router=BudgetAwareRouter(HeuristicRouter(), soft=0.8), budgets=budgets)
+    agent = Agent(name="a", model=server.model("responses", "gpt-4o"))
+    first = ab.report_of(await guard.run(agent, COMPLEX, user="u-1"))
+    server.input_tokens = 100
+    second = ab.report_of(await guard.run(agent, COMPLEX, user="u-1"))
+    other = ab.report_of(await guard.run(agent, COMPLEX, user="u-2"))
+    assert first.route is not None and first.route.tier == "complex"
+    assert second.route is not None and second.route.tier == "simple"  # 85% used
+    assert "85% used" in second.route.reason
+    assert other.route is not None and other.route.tier == "complex"  # per user
+    assert [body["model"] for body in server.requests] == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
