@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from agents import Model
@@ -271,8 +271,3 @@ def _compile(
                 f"{kind} keyword {pattern!r} is not a valid regex: {exc}"
             ) from exc
     return tuple(compiled)
-
-
-def keywords_of(patterns: Iterable[str]) -> list[str]:
-    """The keyword patterns, for display."""
-    return list(patterns)

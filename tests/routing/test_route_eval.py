@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -156,4 +155,21 @@ def test_heuristic_scores_explain_themselves() -> None:
     easy = router.score("Translate 'good morning' into Spanish.")
     assert hard.value >= 1.0 > easy.value
     assert any("multi-step" in signal for signal in hard.signals)
-    assert Decimal(0) == Decimal("0")
+
+
+async def test_the_request_text_is_the_last_user_message() -> None:
+    router = HeuristicRouter()
+    history = [
+        {"role": "user", "content": "Why does this deadlock? Walk me through it step by step."},
+        {"role": "assistant", "content": "Because..."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Thanks!"}]},
+    ]
+    request = RouteRequest(input=history, agent=_agent())
+    assert request.text == "Thanks!"
+    assert (await router.route(request)).tier == "simple"
+
+
+def _agent() -> Any:
+    from agents import Agent
+
+    return Agent(name="a")
