@@ -309,6 +309,7 @@ async def test_a_guard_writes_each_run_to_the_ledger(ledger: SQLiteLedger) -> No
         model=scripted_model("gpt-4o", [reply("Shipped.", input_tokens=30, output_tokens=6)]),
     )
     result = await guard.run(agent, "Where is my order?", user="u-42", team="t-1")
+    assert guard.flush(10)  # the sinks are fed off the call path
     (back,) = ledger.runs()
     assert back == ab.report_of(result)
     (row,) = ledger.summary(by="model")
