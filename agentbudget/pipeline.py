@@ -44,6 +44,7 @@ from .meter import RunMeter, outcome_of
 from .policy import RunPolicy, Stage, default_policy
 from .report import RunReport, attach_report
 from .resolution import model_name
+from .sinks.dispatch import Deferred
 
 __all__ = [
     "GovernedRun",
@@ -291,10 +292,19 @@ class GovernedRun:
         meter.proxies.clear()
         meter.cleaned_up.clear()
         consumers = self._consumers()
-        if error is None and result is not None and not consumers and meter.parent is None:
-            # Nobody takes the report now: build it when report_of(result) first asks.
-            attach_report(result, _lazy(meter))
-            return
+        if error is None and result is not None and meter.parent is None:
+            policy = meter.policy
+            if not consumers:
+                # Nobody takes the report now: build it when report_of(result) first asks.
+                attach_report(result, _lazy(meter))
+                return
+            if policy.delivers and not (self.frames or self.stages or _observers):
+                # Only sinks and alerts take it: the dispatcher's worker builds it, off the
+                # call path (and report_of(result) shares the one it builds).
+                deferred = Deferred(meter.report)
+                attach_report(result, deferred.get)
+                policy.deliver(deferred)
+                return
         report = meter.report(outcome=outcome_of(error), error=error)
         if isinstance(error, AgentBudgetExceeded):
             error.report = report

@@ -27,6 +27,7 @@ from .limits import Limits
 from .pricing import PriceTable
 from .report import RunReport
 from .sinks import CostSink, SinkDispatcher
+from .sinks.dispatch import Deferred
 
 __all__ = ["RunPolicy", "Stage", "StageRun", "default_policy", "set_default_policy"]
 
@@ -112,7 +113,7 @@ class RunPolicy:
         """Whether finished runs' reports go anywhere off the call path."""
         return self.dispatcher is not None
 
-    def deliver(self, report: RunReport) -> None:
+    def deliver(self, report: RunReport | Deferred) -> None:
         """Queue a report for every sink and for the alerts (never blocks, never raises:
         see ``SinkDispatcher``)."""
         dispatcher = self.dispatcher
