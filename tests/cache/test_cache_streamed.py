@@ -133,7 +133,7 @@ async def test_a_sqlite_store_serves_streamed_hits(tmp_path: Any) -> None:
 
 @pytest.mark.redis
 async def test_a_redis_store_bypasses_the_read_of_streamed_runs(redis_prefix: str) -> None:
-    from cache_support import REDIS_URL
+    from helpers.cache_support import REDIS_URL
 
     from agentbudget.cache import RedisCacheStore
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ledger_support import T0, call, realistic, run, spread
+from helpers.ledger_support import T0, call, realistic, run, spread
 
 import agentbudget as ab
 from agentbudget.errors import ConfigurationError, StoreUnavailable
