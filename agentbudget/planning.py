@@ -433,9 +433,7 @@ def measured_plan(
         user_days=pairs,
         peak_daily_users=peak,
         spend_per_user_day_usd=None if per_user_day is None else _decimal(per_user_day),
-        supported_daily_users=(
-            math.floor(daily_budget / per_user_day) if per_user_day else None
-        ),
+        supported_daily_users=(math.floor(daily_budget / per_user_day) if per_user_day else None),
         planned_users=planned,
         margin=_decimal(kept),
         suggested_daily_allowance_usd=allowance,
@@ -511,9 +509,7 @@ async def _profile(
         rows = await asyncio.to_thread(ledger.summary, start, today, "day")
     amounts = {
         row.key: (
-            row.input_tokens + row.output_tokens
-            if unit == "tokens"
-            else usd_to_nanos(row.cost_usd)
+            row.input_tokens + row.output_tokens if unit == "tokens" else usd_to_nanos(row.cost_usd)
         )
         for row in rows
         if row.key

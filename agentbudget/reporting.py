@@ -484,7 +484,9 @@ def render_plan(plan: BudgetPlan, console: Console | None = None) -> None:
         if plan.users:
             cells.append(_count(row.runs_per_user_day))
         table.add_row(*cells)
-    table.caption = f"a {plan.period} is planned as {plan.days} days; long-context tiers not applied"
+    table.caption = (
+        f"a {plan.period} is planned as {plan.days} days; long-context tiers not applied"
+    )
     table.caption_justify = "left"
     console.print(table)
 

@@ -92,7 +92,9 @@ def test_plan_json_runs_days_users_and_cached_share(capsys: pytest.CaptureFixtur
 
 
 def test_a_routed_mix_is_priced_at_the_share_weighted_rate() -> None:
-    plan = plan_budget("100", models=["gpt-4o", "gpt-4o-mini"], mix=parse_mix("simple:0.9,complex:0.1"))
+    plan = plan_budget(
+        "100", models=["gpt-4o", "gpt-4o-mini"], mix=parse_mix("simple:0.9,complex:0.1")
+    )
     mix = plan.rows[-1]
     assert mix.name == "mix"
     assert dict(mix.shares) == {"gpt-4o-mini": Decimal("0.9"), "gpt-4o": Decimal("0.1")}
@@ -193,9 +195,10 @@ def test_measured_plan_from_a_week_of_runs(tmp_path: Path) -> None:
     # a planned number of users wins over the peak
     planned = measured_plan(ledger, "100", since=WEEK_START, until=until, users=50)
     assert planned.planned_users == 50
-    assert planned.suggested_daily_allowance_usd == Decimal(
-        math.floor(Fraction(100, 30) * Fraction(4, 5) / 50 * 10_000)
-    ) / 10_000
+    assert (
+        planned.suggested_daily_allowance_usd
+        == Decimal(math.floor(Fraction(100, 30) * Fraction(4, 5) / 50 * 10_000)) / 10_000
+    )
     ledger.close()
 
 
@@ -262,8 +265,12 @@ async def test_forecast_with_a_ledger_uses_the_last_hours_and_the_weekday_profil
         if day.weekday() < 5:
             history.append(run(f"h{n}", (call("gpt-4o-mini", 800, 200),), user="u9", at=day))
     # the last 6 hours: u1 used 600 tokens (100 an hour); an older run is outside them
-    history.append(run("now", (call("gpt-4o-mini", 500, 100),), user="u1", at=now - timedelta(hours=3)))
-    history.append(run("old", (call("gpt-4o-mini", 9_000, 0),), user="u1", at=now - timedelta(hours=7)))
+    history.append(
+        run("now", (call("gpt-4o-mini", 500, 100),), user="u1", at=now - timedelta(hours=3))
+    )
+    history.append(
+        run("old", (call("gpt-4o-mini", 9_000, 0),), user="u1", at=now - timedelta(hours=7))
+    )
     ledger.record_batch(history)
     budgets = ab.Budgets(
         allowances=[ab.Allowance(per="user", window="month", tokens=5_000, soft=None)],
