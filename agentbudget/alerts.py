@@ -84,13 +84,16 @@ class Alert:
     """One alert.
 
     Attributes:
-        kind: ``"run_cost"``, ``"daily_spike"``, ``"user_share"`` or ``"budget_threshold"``.
+        kind: ``"run_cost"``, ``"daily_spike"``, ``"user_share"``, ``"budget_threshold"``
+            or ``"forecast_exhaustion"``.
         subject: the run id, ``"global"``, the user id, or the budget counter's subject.
         window: the day (``"YYYY-MM-DD"`` in the configured time zone); for a monthly
             budget share ``"YYYY-MM"``; for a budget threshold the counter's window.
-        observed: what was seen: USD (``Decimal``), or tokens for a token budget.
-        threshold: the figure ``observed`` went over, in the same unit.
-        unit: ``"usd"`` or ``"tokens"``.
+        observed: what was seen: USD (``Decimal``), or tokens for a token budget; for
+            ``forecast_exhaustion``, the hours left until the allowance runs out.
+        threshold: the figure ``observed`` went over, in the same unit (for
+            ``forecast_exhaustion``: ``forecast_exhaustion_hours``, which it is under).
+        unit: ``"usd"`` or ``"tokens"`` (of the allowance, for ``forecast_exhaustion``).
         message: a readable sentence.
         run_id: the run that made the alert fire (None for budget thresholds).
         budget_alert: the ``BudgetAlert`` a ``budget_threshold`` alert comes from.

@@ -256,8 +256,9 @@ def _print_forecasts(forecasts: Sequence[Any]) -> None:
             f"{amount(f.limit, f.unit):>12} {amount(f.spent + f.reserved, f.unit):>12} "
             f"{amount(f.rate_per_hour, f.unit):>12} {amount(f.projected, f.unit):>12}  {when}"
         )
-    if forecasts:
-        print(f"rate: {forecasts[0].basis}")
+    for basis in dict.fromkeys(f.basis for f in forecasts):
+        labels = ", ".join(dict.fromkeys(f.allowance for f in forecasts if f.basis == basis))
+        print(f"rate of {labels}: {basis}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ DEFAULT_RUN_TOKENS = 4_000
 """A typical run's tokens (input + output over all its LLM calls) when none is given."""
 DEFAULT_MIX = (("simple", Fraction(4, 5)), ("complex", Fraction(1, 5)))
 DEFAULT_MARGIN = Decimal("0.20")
-_CENTS = Decimal("0.0001")  # suggested allowances are rounded down to this
+_ALLOWANCE_STEP = Decimal("0.0001")  # suggested allowances are rounded down to this
 _MILLION = 1_000_000
 Ledger = SQLiteLedger | PostgresLedger
 
@@ -257,7 +257,11 @@ def plan_budget(
     budget = _budget(budget_usd)
     days = _period_days(period)
     a, b = ratio
-    if min(a, b) < 0 or a + b == 0:
+    if (
+        any(isinstance(n, bool) or not isinstance(n, int) for n in ratio)
+        or min(a, b) < 0
+        or a + b == 0
+    ):
         raise ConfigurationError(f"ratio must be two whole numbers >= 0, not both 0; got {ratio}")
     cached = _share(cached_share, "cached_share")
     _positive(run_tokens, "run_tokens")
@@ -417,7 +421,7 @@ def measured_plan(
     if planned is not None:
         exact = daily_budget * (1 - kept) / planned
         allowance = (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(
-            _CENTS, rounding=ROUND_FLOOR
+            _ALLOWANCE_STEP, rounding=ROUND_FLOOR
         )
     return LedgerPlan(
         budget_usd=_exact(budget_usd, "budget"),

@@ -466,7 +466,10 @@ def render_plan(plan: BudgetPlan, console: Console | None = None) -> None:
         title_justify="left",
     )
     headers = ["model", "USD / 1M tokens", f"tokens / {plan.period}", f"runs / {plan.period}"]
-    headers += ["tokens / day", "runs / day"] + (["runs / user / day"] if plan.users else [])
+    daily = plan.days > 1  # per-day columns, unless the period is a day
+    headers += (["tokens / day", "runs / day"] if daily else []) + (
+        ["runs / user / day"] if plan.users else []
+    )
     for n, header in enumerate(headers):
         table.add_column(header, justify="left" if n == 0 else "right", no_wrap=n > 0)
     for row in plan.rows:
@@ -478,15 +481,15 @@ def render_plan(plan: BudgetPlan, console: Console | None = None) -> None:
             usd_rate(row.usd_per_million),
             _count(row.tokens),
             _count(row.runs),
-            _count(row.tokens_per_day),
-            _count(row.runs_per_day),
         ]
+        if daily:
+            cells += [_count(row.tokens_per_day), _count(row.runs_per_day)]
         if plan.users:
             cells.append(_count(row.runs_per_user_day))
         table.add_row(*cells)
-    table.caption = (
-        f"a {plan.period} is planned as {plan.days} days; long-context tiers not applied"
-    )
+    table.caption = "long-context tiers not applied"
+    if plan.period == "month":
+        table.caption = f"a month is planned as {plan.days} days; {table.caption}"
     table.caption_justify = "left"
     console.print(table)
 

@@ -4,6 +4,7 @@ the runs the test writes, never copied from the code's output."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -297,7 +298,7 @@ def test_spend_forecast_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
     header, row, basis = out.splitlines()
     assert "rate/hour" in header and "exhausted" in header
     assert row.split()[:6] == ["user/day", "u1", row.split()[2], "tokens", "1,000", "0"]
-    assert row.endswith("not this window") and basis == "rate: window so far"
+    assert row.endswith("not this window") and basis == "rate of user/day: window so far"
     code, _, err = cli(["spend", "--allowance", "user:day:tokens=1", "--ledger", "x.db"], capsys)
     assert code == 2 and "--forecast" in err
 
@@ -345,3 +346,52 @@ def test_forecast_alert_hours_are_validated() -> None:
         ab.Alerts(forecast_exhaustion_hours=0)
     with pytest.raises(ab.ConfigurationError, match="forecast_exhaustion_hours"):
         ab.Alerts(forecast_exhaustion_hours="soon")
+
+
+# -- the same on PostgreSQL ------------------------------------------------------------------
+
+
+async def test_plan_and_forecast_read_a_postgres_ledger_alike(tmp_path: Path) -> None:
+    import os
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (extra postgres)")
+    url = os.environ.get(
+        "AGENTBUDGET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server at {url}: {exc}")
+    schema = f"ab_test_{uuid.uuid4().hex}"
+    sqlite = week_of_runs(tmp_path / "spend.db")
+    postgres = ab.PostgresLedger(url, schema=schema)
+    try:
+        await postgres.record_batch(sqlite.runs(limit=None))
+        until = WEEK_START + timedelta(days=7)
+        want = measured_plan(sqlite, "100", since=WEEK_START, until=until)
+        got = await asyncio.to_thread(measured_plan, postgres, "100", since=WEEK_START, until=until)
+        assert got == want and got.user_days == 28
+        now = until + timedelta(hours=2)  # the last day's runs are 16 and 15 hours back
+        budgets = ab.Budgets(
+            allowances=[ab.Allowance(per="user", window="month", tokens=10**6, soft=None)],
+            clock=Clock(now),
+        )
+        (on_sqlite,) = await budgets.forecast(user="user-0", ledger=sqlite, hours=24)
+        (on_postgres,) = await budgets.forecast(user="user-0", ledger=postgres, hours=24)
+        # user-0's runs of the last 24 hours: two of 12,000 tokens and one of 1,500
+        assert on_sqlite.rate_per_hour == Decimal(25_500) / 24
+        assert on_postgres == on_sqlite
+        await budgets.close()
+    finally:
+        sqlite.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_daily_plan_has_no_per_day_columns_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["plan", "--budget", "5", "--period", "day", "--model", "gpt-4o"], capsys)
+    header = next(line for line in out.splitlines() if "USD / 1M tokens" in line)
+    assert header.count("tokens / day") == 1 and "planned as" not in out
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("gpt-4o"))
+    assert row[2] == f"{tokens_bought(5, 'gpt-4o'):,}"
