@@ -806,8 +806,9 @@ class Budgets:
         its last ``profile_days`` days for windows longer than a day; without a ledger,
         the window's spend so far over the time elapsed. See ``agentbudget.planning``.
         """
-        from .planning import forecast_window
+        from .planning import check_forecast_options, forecast_window
 
+        check_forecast_options(ledger, hours, profile_days)
         rows = await self.spend(user=user, team=team)
         now = self._now()
         out = []

@@ -51,6 +51,7 @@ __all__ = [
     "MeasuredRow",
     "ModelBuys",
     "WindowForecast",
+    "check_forecast_options",
     "forecast_window",
     "measured_plan",
     "parse_mix",
@@ -567,6 +568,17 @@ def project(
     return used + math.ceil(added), exhausts
 
 
+def check_forecast_options(ledger: object, hours: object, profile_days: object) -> None:
+    """Raise ``ConfigurationError`` for a ledger that is not one, or bad ``hours`` /
+    ``profile_days``."""
+    if ledger is not None and not isinstance(ledger, SQLiteLedger | PostgresLedger):
+        raise ConfigurationError(
+            f"ledger must be a SQLiteLedger or a PostgresLedger, got {ledger!r}"
+        )
+    _positive(hours, "hours")
+    _positive(profile_days, "profile_days")
+
+
 async def forecast_window(
     *,
     allowance: str,
@@ -586,8 +598,7 @@ async def forecast_window(
 ) -> WindowForecast:
     """Project one allowance window (``span``: its start and end, Unix seconds; None for
     ``total``) to its end; see the module docs for the model."""
-    _positive(hours, "hours")
-    _positive(profile_days, "profile_days")
+    check_forecast_options(ledger, hours, profile_days)
     moment = datetime.fromtimestamp(now, timezone.utc)
     weights = None
     if ledger is not None:

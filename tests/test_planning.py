@@ -391,7 +391,17 @@ async def test_plan_and_forecast_read_a_postgres_ledger_alike(tmp_path: Path) ->
 
 def test_a_daily_plan_has_no_per_day_columns_twice(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(["plan", "--budget", "5", "--period", "day", "--model", "gpt-4o"], capsys)
+    assert code == 0
     header = next(line for line in out.splitlines() if "USD / 1M tokens" in line)
     assert header.count("tokens / day") == 1 and "planned as" not in out
     row = next(line.split() for line in out.splitlines() if line.strip().startswith("gpt-4o"))
     assert row[2] == f"{tokens_bought(5, 'gpt-4o'):,}"
+
+
+async def test_forecast_options_are_checked_before_reading() -> None:
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=10)])
+    with pytest.raises(ab.ConfigurationError, match="SQLiteLedger or a PostgresLedger"):
+        await budgets.forecast(user="u1", ledger="spend.db")
+    with pytest.raises(ab.ConfigurationError, match="hours"):
+        await budgets.forecast(ledger=None, hours=0)  # no per-user row: still checked
+    await budgets.close()
