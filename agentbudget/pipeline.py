@@ -291,6 +291,8 @@ class GovernedRun:
         # later needs only the call records).
         meter.proxies.clear()
         meter.cleaned_up.clear()
+        if meter.parent is None and meter.policy.watches_forecasts:
+            meter.policy.check_forecasts(meter.user, meter.team)
         consumers = self._consumers()
         if error is None and result is not None and meter.parent is None:
             policy = meter.policy

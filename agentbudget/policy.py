@@ -123,6 +123,27 @@ class RunPolicy:
                 dispatcher.submit_event(self.alerts.observe, report)
 
     @property
+    def watches_forecasts(self) -> bool:
+        """Whether each run's user and team are checked for a forecast exhaustion alert."""
+        return (
+            self.alerts is not None
+            and self.budgets is not None
+            and self.alerts.forecast_exhaustion_hours is not None
+        )
+
+    def check_forecasts(self, user: str | None, team: str | None) -> None:
+        """After a run: forecast its user's and team's windows and alert on an exhaustion
+        within ``Alerts(forecast_exhaustion_hours=...)``, in the background (the budgets'
+        ``drain()`` waits for it)."""
+        alerts, budgets = self.alerts, self.budgets
+        if alerts is None or budgets is None:
+            return
+        if user is not None:
+            budgets.background(alerts.check_forecast(budgets, user=user))
+        if team is not None:
+            budgets.background(alerts.check_forecast(budgets, team=team))
+
+    @property
     def needs_prices(self) -> bool:
         """True when every call must be priced: a dollar limit or a dollar allowance."""
         return self.limits.max_cost_nanos is not None or (
