@@ -20,6 +20,9 @@ The rules (each configurable, each off with ``None`` / ``False``):
   is always 100% of the day). Once per user per window.
 - ``budget_threshold``: ``budget_alert(BudgetAlert)`` turns a soft-threshold event of
   ``Budgets`` into an ``Alert``, once per counter window across processes.
+- ``forecast_exhaustion`` (opt-in, ``forecast_exhaustion_hours``): ``forecast_alert``
+  (or ``check_forecast(budgets, user=...)``) fires once per counter window when a
+  ``Budgets.forecast`` says the allowance will be exhausted within that many hours.
 
 ``observe`` is synchronous and does store round trips: call it off the event loop (a
 sink worker thread, ``asyncio.to_thread``). It never raises ``StoreUnavailable``: a
@@ -30,6 +33,7 @@ was lost is added again: alerts err towards firing).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import importlib
@@ -54,13 +58,16 @@ from .stores.base import check_id
 from .stores.redis import check_url, redact
 
 if TYPE_CHECKING:
+    from .planning import WindowForecast
     from .report import RunReport
 
 __all__ = ["Alert", "AlertKind", "Alerts"]
 
 logger = logging.getLogger("agentbudget")
 
-AlertKind = Literal["run_cost", "daily_spike", "user_share", "budget_threshold"]
+AlertKind = Literal[
+    "run_cost", "daily_spike", "user_share", "budget_threshold", "forecast_exhaustion"
+]
 AlertCallback = Callable[["Alert"], object]
 
 HISTORY_DAYS = 7
@@ -77,13 +84,16 @@ class Alert:
     """One alert.
 
     Attributes:
-        kind: ``"run_cost"``, ``"daily_spike"``, ``"user_share"`` or ``"budget_threshold"``.
+        kind: ``"run_cost"``, ``"daily_spike"``, ``"user_share"``, ``"budget_threshold"``
+            or ``"forecast_exhaustion"``.
         subject: the run id, ``"global"``, the user id, or the budget counter's subject.
         window: the day (``"YYYY-MM-DD"`` in the configured time zone); for a monthly
             budget share ``"YYYY-MM"``; for a budget threshold the counter's window.
-        observed: what was seen: USD (``Decimal``), or tokens for a token budget.
-        threshold: the figure ``observed`` went over, in the same unit.
-        unit: ``"usd"`` or ``"tokens"``.
+        observed: what was seen: USD (``Decimal``), or tokens for a token budget; for
+            ``forecast_exhaustion``, the hours left until the allowance runs out.
+        threshold: the figure ``observed`` went over, in the same unit (for
+            ``forecast_exhaustion``: ``forecast_exhaustion_hours``, which it is under).
+        unit: ``"usd"`` or ``"tokens"`` (of the allowance, for ``forecast_exhaustion``).
         message: a readable sentence.
         run_id: the run that made the alert fire (None for budget thresholds).
         budget_alert: the ``BudgetAlert`` a ``budget_threshold`` alert comes from.
@@ -663,6 +673,8 @@ class Alerts:
             the global budget, or of today's total when there is no budget; None: off.
         budget_thresholds: turn ``BudgetAlert`` s given to ``budget_alert`` into alerts;
             False: ``budget_alert`` ignores them.
+        forecast_exhaustion_hours: alert (once per counter window) when a forecast given
+            to ``forecast_alert`` exhausts its allowance within this many hours; None: off.
         on_alert: a callable or a list of callables, each called with every ``Alert``.
         store: where the totals and claims live: ``memory://`` (one process),
             ``sqlite:///alerts.db`` (processes of one machine), ``redis://host:6379/0``
@@ -701,7 +713,17 @@ class Alerts:
         log: bool = True,
         prefix: str = "agentbudget",
         timeout_s: float = 2.0,
+        forecast_exhaustion_hours: Decimal | str | int | float | None = None,
     ) -> None:
+        self.forecast_exhaustion_hours: Decimal | None = None
+        if forecast_exhaustion_hours is not None:
+            hours = _ratio("forecast_exhaustion_hours", forecast_exhaustion_hours)
+            if hours <= 0:
+                raise ConfigurationError(
+                    f"forecast_exhaustion_hours must be more than 0, got "
+                    f"{forecast_exhaustion_hours!r}"
+                )
+            self.forecast_exhaustion_hours = hours
         self.run_cost_usd = None if run_cost_usd is None else _money("run_cost_usd", run_cost_usd)
         self.daily_spike_factor: Decimal | None = None
         if daily_spike_factor is not None:
@@ -990,6 +1012,57 @@ class Alerts:
             budget_alert=alert,
         )
         return self._fire([converted], extra=f"{allowance.label}|{alert.unit}")
+
+    # -- forecasts ----------------------------------------------------------------------
+
+    def forecast_alert(self, forecast: WindowForecast) -> list[Alert]:
+        """Fire ``forecast_exhaustion`` when ``forecast`` (from ``Budgets.forecast``)
+        exhausts its allowance within ``forecast_exhaustion_hours``: once per counter
+        window across the processes sharing the store. Synchronous (one store round trip
+        when it fires). Never raises ``StoreUnavailable``."""
+        hours = forecast.hours_left
+        if self.forecast_exhaustion_hours is None or hours is None:
+            return []
+        if hours > self.forecast_exhaustion_hours:
+            return []
+        usd = forecast.unit == "nanousd"
+        limit = nanos_to_usd(forecast.limit) if usd else Decimal(forecast.limit)
+        projected = forecast.projected if forecast.projected is not None else forecast.limit
+        assert forecast.exhausts_at is not None
+        alert = Alert(
+            kind="forecast_exhaustion",
+            subject=forecast.subject,
+            window=forecast.window,
+            observed=hours,
+            threshold=self.forecast_exhaustion_hours,
+            message=(
+                f"{forecast.allowance} {forecast.subject!r} window {forecast.window} is "
+                f"forecast to exhaust its {'$' if usd else ''}{limit}"
+                f"{'' if usd else ' tokens'} at {forecast.exhausts_at:%Y-%m-%d %H:%M} UTC, "
+                f"in {hours} hours ({forecast.basis}; "
+                f"{nanos_to_usd(projected) if usd else projected} projected by the window's "
+                "end)"
+            ),
+            unit="usd" if usd else "tokens",
+        )
+        return self._fire([alert], extra=f"{forecast.allowance}|{forecast.unit}")
+
+    async def check_forecast(
+        self,
+        budgets: Budgets,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        ledger: Any = None,
+    ) -> list[Alert]:
+        """``budgets.forecast(...)`` for a user or team, each window through
+        ``forecast_alert`` (in a worker thread); the alerts it fired."""
+        if self.forecast_exhaustion_hours is None:
+            return []
+        fired: list[Alert] = []
+        for forecast in await budgets.forecast(user=user, team=team, ledger=ledger):
+            fired.extend(await asyncio.to_thread(self.forecast_alert, forecast))
+        return fired
 
     # -- delivery -----------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agents import Model
@@ -61,6 +61,9 @@ from .stores import (
 )
 from .stores.base import MAX_SECONDS, WindowMismatch, check_id, check_seconds
 from .usage import TokenUsage
+
+if TYPE_CHECKING:
+    from .planning import WindowForecast
 
 __all__ = [
     "Allowance",
@@ -595,6 +598,20 @@ class Budgets:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def background(self, coro: Any) -> None:
+        """Run ``coro`` on the running loop, off the call path; ``drain()`` waits for it.
+
+        A failure is logged, never raised (the pipeline runs forecast checks this way).
+        """
+
+        async def quietly() -> None:
+            try:
+                await coro
+            except Exception:
+                logger.exception("agentbudget: a background budget check failed")
+
+        self._spawn(quietly())
+
     def _keep(self, reservation: Reservation) -> None:
         """Start renewing a held reservation's lease while its call is in flight."""
         store = self.store
@@ -785,6 +802,51 @@ class Budgets:
                 WindowSpend(allowance, subject, window, unit, limit, state.spent, state.reserved)
             )
         return rows
+
+    async def forecast(
+        self,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        ledger: Any = None,
+        hours: int = 6,
+        profile_days: int = 28,
+    ) -> list[WindowForecast]:
+        """Each current window of :meth:`spend`, projected to its end, with when its
+        allowance will be exhausted (if it will).
+
+        The rate is the linear rate of the last ``hours`` hours of the subject's runs in
+        ``ledger`` (a ``SQLiteLedger`` or ``PostgresLedger``), with a weekday profile of
+        its last ``profile_days`` days for windows longer than a day; without a ledger,
+        the window's spend so far over the time elapsed. See ``agentbudget.planning``.
+        """
+        from .planning import check_forecast_options, forecast_window
+
+        check_forecast_options(ledger, hours, profile_days)
+        rows = await self.spend(user=user, team=team)
+        now = self._now()
+        out = []
+        for row in rows:
+            _, _, span = _window(row.allowance, now, self.tz)
+            out.append(
+                await forecast_window(
+                    allowance=row.allowance.label,
+                    per=row.allowance.per,
+                    subject=row.subject,
+                    window=row.window,
+                    unit=row.unit,
+                    limit=row.limit,
+                    spent=row.spent,
+                    reserved=row.reserved,
+                    span=span,
+                    now=now,
+                    tz=self.tz,
+                    ledger=ledger,
+                    hours=hours,
+                    profile_days=profile_days,
+                )
+            )
+        return out
 
     async def reset(self, *, user: str | None = None, team: str | None = None) -> None:
         """Forget the current windows' counters of a user and/or a team, or (no ids) the

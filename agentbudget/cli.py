@@ -1,4 +1,4 @@
-"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``report``,
+"""The ``agentbudget`` command line: ``prices``, ``estimate``, ``spend``, ``report``, ``plan``,
 ``route-eval``, ``demo``.
 
 Misuse (a bad argument, an unknown model, an unreadable price file, a module that does
@@ -12,6 +12,7 @@ import fnmatch
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, NoReturn
 
 from . import __version__
@@ -185,11 +186,25 @@ def cmd_spend(args: argparse.Namespace) -> int:
             store=args.store, allowances=[parse_allowance(a) for a in args.allowance], tz=args.tz
         )
 
+    if not args.forecast and (args.ledger or args.hours is not None):
+        raise ConfigurationError("--ledger and --hours go with --forecast")
+    ledger = None
+    if args.forecast and args.ledger:
+        from .reporting import open_ledger
+
+        ledger = open_ledger(args.ledger, schema=args.schema)
+
     async def rows() -> list[Any]:
         try:
+            if args.forecast:
+                return await budgets.forecast(
+                    user=args.user, team=args.team, ledger=ledger, hours=args.hours or 6
+                )
             return await budgets.spend(user=args.user, team=args.team)
         finally:
             await budgets.close()
+            if ledger is not None and hasattr(ledger, "close"):
+                ledger.close()
 
     found = asyncio.run(rows())
     if not found:
@@ -198,6 +213,9 @@ def cmd_spend(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.forecast:
+        _print_forecasts(found)
+        return 0
     print(
         f"{'allowance':<16} {'subject':<20} {'window':<20} {'unit':<6} {'limit':>14} "
         f"{'spent':>14} {'reserved':>14} {'remaining':>14}"
@@ -214,6 +232,93 @@ def cmd_spend(args: argparse.Namespace) -> int:
             f"{row.allowance.label:<16} {subject:<20} {row.window:<20} {unit:<6} "
             + " ".join(f"{v:>14}" for v in values)
         )
+    return 0
+
+
+def _print_forecasts(forecasts: Sequence[Any]) -> None:
+    """``spend --forecast``: each window's spend, rate, projection and exhaustion."""
+
+    def amount(value: int | Decimal | None, unit: str) -> str:
+        if value is None:
+            return "-"
+        if unit == "nanousd":
+            return usd_rate(nanos_to_usd(int(value)) if isinstance(value, int) else value / 10**9)
+        return f"{value:,}"
+
+    print(
+        f"{'allowance':<16} {'subject':<20} {'window':<12} {'unit':<6} {'limit':>12} "
+        f"{'used':>12} {'rate/hour':>12} {'projected':>12}  exhausted"
+    )
+    for f in forecasts:
+        unit = "USD" if f.unit == "nanousd" else "tokens"
+        subject = f.subject if len(f.subject) <= 20 else f.subject[:17] + "..."
+        if f.exhausts_at is None:
+            when = "not this window" if f.window_end is not None else "never at this rate"
+        else:
+            when = f"{f.exhausts_at:%Y-%m-%d %H:%M} UTC (in {f.hours_left}h)"
+        print(
+            f"{f.allowance:<16} {subject:<20} {f.window:<12} {unit:<6} "
+            f"{amount(f.limit, f.unit):>12} {amount(f.spent + f.reserved, f.unit):>12} "
+            f"{amount(f.rate_per_hour, f.unit):>12} {amount(f.projected, f.unit):>12}  {when}"
+        )
+    for basis in dict.fromkeys(f.basis for f in forecasts):
+        labels = ", ".join(dict.fromkeys(f.allowance for f in forecasts if f.basis == basis))
+        print(f"rate of {labels}: {basis}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .planning import DEFAULT_MODELS, measured_plan, parse_mix, parse_ratio, plan_budget
+    from .reporting import (
+        open_ledger,
+        parse_moment,
+        plan_to_json,
+        render_measured_plan,
+        render_plan,
+    )
+    from .sinks.ledger import SQLiteLedger
+
+    ratio = parse_ratio(args.io_ratio)
+    mix = parse_mix(args.mix) if args.mix else None
+    measured = plan = None
+    if args.ledger:
+        now = datetime.now(timezone.utc)
+        until = parse_moment(args.until, now=now, option="--until") if args.until else now
+        since = parse_moment(args.since, now=until, option="--since")
+        ledger = open_ledger(args.ledger, schema=args.schema)
+        try:
+            measured = measured_plan(
+                ledger,
+                args.budget,
+                period=args.period,
+                since=since,
+                until=until,
+                users=args.users,
+                margin=args.margin,
+            )
+        finally:
+            if isinstance(ledger, SQLiteLedger):
+                ledger.close()
+    if not args.ledger or args.model:
+        plan = plan_budget(
+            args.budget,
+            period=args.period,
+            models=args.model or DEFAULT_MODELS,
+            prices=_table(args),
+            ratio=ratio,
+            cached_share=args.cached_share,
+            run_tokens=args.run_tokens,
+            users=args.users,
+            mix=mix,
+        )
+    if args.format == "json":
+        print(plan_to_json(plan, measured))
+        return 0
+    if plan is not None:
+        render_plan(plan)
+    if measured is not None:
+        render_measured_plan(measured)
     return 0
 
 
@@ -352,7 +457,66 @@ def build_parser() -> argparse.ArgumentParser:
     who = s.add_mutually_exclusive_group()
     who.add_argument("--user")
     who.add_argument("--team")
+    s.add_argument(
+        "--forecast",
+        action="store_true",
+        help="project each window to its end and say when its allowance runs out",
+    )
+    s.add_argument(
+        "--ledger", metavar="LEDGER", help="with --forecast: measure the rate from this ledger"
+    )
+    s.add_argument(
+        "--hours",
+        type=_positive,
+        metavar="N",
+        help="with --forecast and --ledger: the rate of the last N hours (default 6)",
+    )
+    s.add_argument("--schema", help="the PostgreSQL schema of the ledger's tables")
     s.set_defaults(func=cmd_spend)
+    pl = sub.add_parser("plan", help="what a budget buys per model, mix, run and user")
+    pl.add_argument("--budget", required=True, metavar="USD", help="the budget, e.g. 100")
+    pl.add_argument("--period", choices=("day", "week", "month"), default="month")
+    pl.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="M",
+        help="a model to plan (repeatable; default gpt-4o-mini and gpt-4o)",
+    )
+    pl.add_argument(
+        "--mix",
+        metavar="NAME:SHARE,...",
+        help="a routed mix, e.g. simple:0.8,complex:0.2 (simple: the cheapest model, complex: "
+        "the dearest, or model names)",
+    )
+    pl.add_argument(
+        "--cached-share", default="0", metavar="X", help="share of input read from the cache"
+    )
+    pl.add_argument(
+        "--io-ratio", default="3:1", metavar="IN:OUT", help="input to output tokens (3:1)"
+    )
+    pl.add_argument(
+        "--run-tokens",
+        type=_positive,
+        default=4000,
+        metavar="N",
+        help="tokens of a typical run (default 4000)",
+    )
+    pl.add_argument("--users", type=_positive, metavar="N", help="daily active users to plan for")
+    pl.add_argument(
+        "--ledger", metavar="LEDGER", help="measure costs and users from this ledger instead"
+    )
+    pl.add_argument(
+        "--since", default="7d", metavar="WHEN", help="ledger window start (default 7d)"
+    )
+    pl.add_argument("--until", metavar="WHEN", help="ledger window end (default now)")
+    pl.add_argument(
+        "--margin", default="0.20", metavar="X", help="share of the budget the allowance keeps"
+    )
+    pl.add_argument("--schema", help="the PostgreSQL schema of the ledger's tables")
+    pl.add_argument("--format", choices=("table", "json"), default="table")
+    _prices_option(pl, "--prices")
+    pl.set_defaults(func=cmd_plan)
     r = sub.add_parser("report", help="spend per user, team, agent, model or day from a ledger")
     r.add_argument(
         "ledger", metavar="LEDGER", help="a SQLite file, sqlite:///path or postgresql://..."

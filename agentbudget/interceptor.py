@@ -157,6 +157,8 @@ class CallPlan:
     """``"downgrade"`` / ``"cap_output"`` when a budget's degrade chain changed the call."""
     reservation: Any = None
     """The budget-store reservation held for this call, if budgets apply."""
+    counted_input: int | None = None
+    """The input's tokens as the provider counted them, when the model asked it."""
     budget_cut: Callable[[str], AgentBudgetExceeded] | None = None
     """Set when a budget allowance lowered the output bound: the error for a response cut
     there (given what happened)."""
@@ -255,8 +257,12 @@ class MeteredModel(Model):
         name: str | None = None,
         output_cap: int | None = None,
         degraded: str | None = None,
+        counted_input: int | None = None,
     ) -> CallPlan:
         """Check every account and hold the call's worst case on them.
+
+        ``counted_input`` is the input's tokens as the provider counted them, when the
+        model asked it (used for ``inner``'s calls instead of the estimate).
 
         Far from every limit (and without budgets) the input is bounded by its UTF-8 size
         instead of being tokenized; when that bound would come near a limit, the input is
@@ -270,6 +276,8 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
+        if inner is not self.inner:
+            counted_input = None  # counted for the model that was replaced
         default_bound = getattr(inner, "default_max_tokens", None)
         if isinstance(default_bound, int) and user_output_bound(request.settings) is None:
             # a model that always sends a bound (AnthropicModel: Anthropic requires one)
@@ -282,7 +290,12 @@ class MeteredModel(Model):
         )
         measured: _Measure | None = None
         exact = True
-        if meter.policy.budgets is None and output_cap is None:
+        if counted_input is not None:
+            try:
+                measured = self._measure(request, name, counted_input)
+            except AgentBudgetExceeded as exc:
+                raise meter.trip(exc) from None
+        elif meter.policy.budgets is None and output_cap is None:
             upper = input_upper_bound(
                 name, request.instructions, request.input, tool_tokens=tool_tokens
             )
@@ -333,6 +346,7 @@ class MeteredModel(Model):
             settings=settings,
             request=request,
             degraded=degraded,
+            counted_input=counted_input,
         )
 
     def _measure(self, request: CallRequest, name: str, input_tokens: int) -> _Measure:
@@ -377,11 +391,25 @@ class MeteredModel(Model):
         )
 
     async def _prepare(self, request: CallRequest) -> CallPlan:
+        counted: int | None = None
+        if getattr(self.inner, "count_tokens", False) is True:
+            # a model that asks its provider for the input's tokens (AnthropicModel with
+            # count_tokens=True): the call is planned, held and reserved at that count
+            estimate = await self.inner.count_input_tokens(  # type: ignore[attr-defined]
+                request.instructions,
+                request.input,
+                request.tools,
+                request.handoffs,
+                request.output_schema,
+            )
+            counted = estimate.tokens
         moved = self._moved()
         plan = (
-            self.plan(request)
+            self.plan(request, counted_input=counted)
             if moved is None
-            else self.plan(request, inner=moved[0], name=moved[1], degraded="fallback")
+            else self.plan(
+                request, inner=moved[0], name=moved[1], degraded="fallback", counted_input=counted
+            )
         )
         budgets = self.meter.policy.budgets
         if budgets is None:
@@ -475,6 +503,7 @@ class MeteredModel(Model):
                         name=plan.model_name,
                         output_cap=fitting,
                         degraded=plan.degraded,
+                        counted_input=plan.counted_input,
                     )
                     plan.budget_cut = budgets.cut_error(reservation, result, fitting)
                     continue
@@ -520,6 +549,7 @@ class MeteredModel(Model):
                 name=plan.model_name,
                 output_cap=fitting,
                 degraded="cap_output" if plan.degraded is None else plan.degraded + "+cap",
+                counted_input=plan.counted_input,
             )
         raise budgets.exhausted(reservation, result, refusal=None)
 

@@ -44,6 +44,7 @@ from .meter import FallbackChain, RunMeter, outcome_of
 from .policy import RunPolicy, Stage, default_policy
 from .report import Route, RunReport, attach_report
 from .resolution import model_name
+from .sinks.dispatch import Deferred
 
 __all__ = [
     "GovernedRun",
@@ -326,11 +327,22 @@ class GovernedRun:
         # later needs only the call records).
         meter.proxies.clear()
         meter.cleaned_up.clear()
+        if meter.parent is None and meter.policy.watches_forecasts:
+            meter.policy.check_forecasts(meter.user, meter.team)
         consumers = self._consumers()
-        if error is None and result is not None and not consumers and meter.parent is None:
-            # Nobody takes the report now: build it when report_of(result) first asks.
-            attach_report(result, _lazy(meter))
-            return
+        if error is None and result is not None and meter.parent is None:
+            policy = meter.policy
+            if not consumers:
+                # Nobody takes the report now: build it when report_of(result) first asks.
+                attach_report(result, _lazy(meter))
+                return
+            if policy.delivers and not (self.frames or self.stages or _observers):
+                # Only sinks and alerts take it: the dispatcher's worker builds it, off the
+                # call path (and report_of(result) shares the one it builds).
+                deferred = Deferred(meter.report)
+                attach_report(result, deferred.get)
+                policy.deliver(deferred)
+                return
         report = meter.report(outcome=outcome_of(error), error=error)
         if isinstance(error, AgentBudgetExceeded):
             error.report = report

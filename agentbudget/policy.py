@@ -27,6 +27,7 @@ from .limits import Limits
 from .pricing import PriceTable
 from .report import Route, RunReport
 from .sinks import CostSink, SinkDispatcher
+from .sinks.dispatch import Deferred
 
 __all__ = ["RunPolicy", "Stage", "StageRun", "default_policy", "set_default_policy"]
 
@@ -126,7 +127,7 @@ class RunPolicy:
         """Whether finished runs' reports go anywhere off the call path."""
         return self.dispatcher is not None
 
-    def deliver(self, report: RunReport) -> None:
+    def deliver(self, report: RunReport | Deferred) -> None:
         """Queue a report for every sink and for the alerts (never blocks, never raises:
         see ``SinkDispatcher``)."""
         dispatcher = self.dispatcher
@@ -134,6 +135,27 @@ class RunPolicy:
             dispatcher.submit(report)
             if self.alerts is not None:
                 dispatcher.submit_event(self.alerts.observe, report)
+
+    @property
+    def watches_forecasts(self) -> bool:
+        """Whether each run's user and team are checked for a forecast exhaustion alert."""
+        return (
+            self.alerts is not None
+            and self.budgets is not None
+            and self.alerts.forecast_exhaustion_hours is not None
+        )
+
+    def check_forecasts(self, user: str | None, team: str | None) -> None:
+        """After a run: forecast its user's and team's windows and alert on an exhaustion
+        within ``Alerts(forecast_exhaustion_hours=...)``, in the background (the budgets'
+        ``drain()`` waits for it)."""
+        alerts, budgets = self.alerts, self.budgets
+        if alerts is None or budgets is None:
+            return
+        if user is not None:
+            budgets.background(alerts.check_forecast(budgets, user=user))
+        if team is not None:
+            budgets.background(alerts.check_forecast(budgets, team=team))
 
     @property
     def needs_prices(self) -> bool:

@@ -31,11 +31,16 @@ from .sinks.ledger._common import GROUPS, Group
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .planning import BudgetPlan, LedgerPlan
+
 __all__ = [
     "PROGRESS_MIN_RUNS",
     "SpendReport",
     "open_ledger",
     "parse_moment",
+    "plan_to_json",
+    "render_measured_plan",
+    "render_plan",
     "render_table",
     "spend_report",
     "to_csv",
@@ -419,3 +424,187 @@ def to_csv(report: SpendReport, out: TextIO | None = None) -> str:
         values = _fields(row)
         writer.writerow(["" if row.key is None else row.key, *(values[c] for c in CSV_COLUMNS)])
     return buffer.getvalue() if isinstance(buffer, io.StringIO) else ""
+
+
+# Budget plans (``agentbudget plan``).
+
+
+def _count(value: int | None) -> str:
+    return "unbounded" if value is None else f"{value:,}"
+
+
+def _share_text(share: Decimal) -> str:
+    return f"{(share * 100).normalize():f}%"
+
+
+def _console(console: Console | None) -> Console:
+    from rich.console import Console
+
+    if console is None:
+        console = Console(file=sys.stdout)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = 160
+    return console
+
+
+def render_plan(plan: BudgetPlan, console: Console | None = None) -> None:
+    """Print what a budget buys per model (``planning.plan_budget``) as a rich table."""
+    from rich import box
+    from rich.table import Table
+
+    console = _console(console)
+    a, b = plan.input_output
+    table = Table(
+        title=(
+            f"What ${usd_rate(plan.budget_usd)} per {plan.period} buys (price table "
+            f"{plan.price_table}; input:output {a}:{b}, cached input "
+            f"{_share_text(plan.cached_share)}, a run is {plan.run_tokens:,} tokens"
+            + (f", {plan.users:,} daily users" if plan.users else "")
+            + ")"
+        ),
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    headers = ["model", "USD / 1M tokens", f"tokens / {plan.period}", f"runs / {plan.period}"]
+    daily = plan.days > 1  # per-day columns, unless the period is a day
+    headers += (["tokens / day", "runs / day"] if daily else []) + (
+        ["runs / user / day"] if plan.users else []
+    )
+    for n, header in enumerate(headers):
+        table.add_column(header, justify="left" if n == 0 else "right", no_wrap=n > 0)
+    for row in plan.rows:
+        name = row.name
+        if name == "mix":
+            name = "mix " + " + ".join(f"{_share_text(s)} {m}" for m, s in row.shares)
+        cells = [
+            name,
+            usd_rate(row.usd_per_million),
+            _count(row.tokens),
+            _count(row.runs),
+        ]
+        if daily:
+            cells += [_count(row.tokens_per_day), _count(row.runs_per_day)]
+        if plan.users:
+            cells.append(_count(row.runs_per_user_day))
+        table.add_row(*cells)
+    table.caption = "long-context tiers not applied"
+    if plan.period == "month":
+        table.caption = f"a month is planned as {plan.days} days; {table.caption}"
+    table.caption_justify = "left"
+    console.print(table)
+
+
+def render_measured_plan(plan: LedgerPlan, console: Console | None = None) -> None:
+    """Print a budget plan measured from a ledger (``planning.measured_plan``)."""
+    from rich import box
+    from rich.table import Table
+
+    console = _console(console)
+    since = plan.since.strftime("%Y-%m-%d %H:%M") if plan.since else "the start"
+    table = Table(
+        title=(
+            f"What ${usd_rate(plan.budget_usd)} per {plan.period} buys at the costs measured "
+            f"from {since} to {plan.until:%Y-%m-%d %H:%M} UTC ({plural(plan.runs, 'run')}, "
+            f"${usd_rate(plan.cost_usd)})"
+        ),
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    headers = ["agent", "model", "runs", "cost / run (USD)", f"runs / {plan.period}"]
+    headers.append(f"tokens / {plan.period}")
+    for n, header in enumerate(headers):
+        table.add_column(header, justify="left" if n < 2 else "right", no_wrap=n > 1)
+    for row in plan.rows:
+        table.add_row(
+            row.agent,
+            row.model,
+            f"{row.runs:,}",
+            usd_rate(row.cost_per_run_usd),
+            _count(row.runs_bought),
+            _count(row.tokens_bought),
+        )
+    console.print(table)
+    lines = [
+        f"cost per run:             ${usd_rate(plan.cost_per_run_usd)} "
+        f"({_count(plan.runs_bought)} runs per {plan.period})",
+        f"spend per user per day:   ${usd_rate(plan.spend_per_user_day_usd)} "
+        f"({plural(plan.user_days, 'user-day')}, peak {plan.peak_daily_users:,} users a day)",
+        "daily users supported:    "
+        + ("-" if plan.supported_daily_users is None else f"{plan.supported_daily_users:,}")
+        + f" (${usd_rate(plan.budget_usd)} over {plan.days} days)",
+    ]
+    if plan.suggested_daily_allowance_usd is not None and plan.planned_users is not None:
+        lines.append(
+            f"suggested allowance:      ${usd_rate(plan.suggested_daily_allowance_usd)} per "
+            f"user per day ({plural(plan.planned_users, 'user')}, "
+            f"{_share_text(plan.margin)} margin): "
+            f'Allowance(per="user", window="day", usd="{plan.suggested_daily_allowance_usd}")'
+        )
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def plan_to_json(plan: BudgetPlan | None, measured: LedgerPlan | None = None) -> str:
+    """A plan (and a measured plan) as JSON: amounts as exact decimal strings."""
+    document: dict[str, Any] = {}
+    if plan is not None:
+        document["plan"] = {
+            "budget_usd": _money_text(plan.budget_usd),
+            "period": plan.period,
+            "days": plan.days,
+            "input_output": list(plan.input_output),
+            "cached_share": _money_text(plan.cached_share),
+            "run_tokens": plan.run_tokens,
+            "users": plan.users,
+            "price_table": plan.price_table,
+            "rows": [
+                {
+                    "name": row.name,
+                    "shares": {m: _money_text(s) for m, s in row.shares},
+                    "usd_per_million": _money_text(row.usd_per_million),
+                    "tokens": row.tokens,
+                    "runs": row.runs,
+                    "tokens_per_day": row.tokens_per_day,
+                    "runs_per_day": row.runs_per_day,
+                    "runs_per_user_day": row.runs_per_user_day,
+                }
+                for row in plan.rows
+            ],
+        }
+    if measured is not None:
+        document["measured"] = {
+            "budget_usd": _money_text(measured.budget_usd),
+            "period": measured.period,
+            "since": _iso(measured.since),
+            "until": _iso(measured.until),
+            "runs": measured.runs,
+            "cost_usd": _money_text(measured.cost_usd),
+            "cost_per_run_usd": _money_text(measured.cost_per_run_usd),
+            "runs_bought": measured.runs_bought,
+            "rows": [
+                {
+                    "agent": row.agent,
+                    "model": row.model,
+                    "runs": row.runs,
+                    "calls": row.calls,
+                    "tokens": row.tokens,
+                    "cost_usd": _money_text(row.cost_usd),
+                    "cost_per_run_usd": _money_text(row.cost_per_run_usd),
+                    "runs_bought": row.runs_bought,
+                    "tokens_bought": row.tokens_bought,
+                }
+                for row in measured.rows
+            ],
+            "user_days": measured.user_days,
+            "peak_daily_users": measured.peak_daily_users,
+            "spend_per_user_day_usd": _money_text(measured.spend_per_user_day_usd),
+            "supported_daily_users": measured.supported_daily_users,
+            "planned_users": measured.planned_users,
+            "margin": _money_text(measured.margin),
+            "suggested_daily_allowance_usd": _money_text(measured.suggested_daily_allowance_usd),
+        }
+    return json.dumps(document, indent=2)

@@ -63,3 +63,36 @@ def test_configure_takes_alerts_and_refuses_what_is_not_alerts() -> None:
     assert ab.configure(alerts=alerts).alerts is alerts
     with pytest.raises(ab.ConfigurationError, match=r"alerts must be an agentbudget\.Alerts"):
         ab.Guard(alerts=print)  # type: ignore[arg-type]
+
+
+async def test_a_guard_checks_each_runs_user_for_a_forecast_exhaustion() -> None:
+    from datetime import datetime, timezone
+
+    at = datetime(2026, 12, 2, 6, tzinfo=timezone.utc).timestamp()
+    clock = lambda: at  # noqa: E731 - six hours into the day
+    fired: list[ab.Alert] = []
+    budgets = ab.Budgets(
+        allowances=[ab.Allowance(per="user", window="day", tokens=10_000)], clock=clock
+    )
+    alerts = ab.Alerts(
+        run_cost_usd=None,
+        daily_spike_factor=None,
+        user_share=None,
+        budget_thresholds=False,
+        forecast_exhaustion_hours=24,
+        on_alert=fired.append,
+        clock=clock,
+        log=False,
+    )
+    guard = ab.Guard(budgets=budgets, alerts=alerts)
+    # 1,100 tokens in the day's first 6 hours: 10,000 run out 48 hours in, not today
+    await guard.run(agent(1_000, 100), "q", user="u1")
+    await budgets.drain()
+    assert fired == []
+    await guard.run(agent(2_000, 100), "q", user="u1")  # 3,200 by 06:00: out at 18:45
+    await budgets.drain()
+    assert [(a.kind, a.subject) for a in fired] == [("forecast_exhaustion", "u1")]
+    await guard.run(agent(100, 10), "q", user="u1")
+    await budgets.drain()
+    assert len(fired) == 1  # once per window
+    await budgets.close()

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("stores and sinks", {"stores", "sinks"}),
-    ("budgets and alerts", {"budgets", "alerts"}),
+    ("budgets, alerts and planning", {"budgets", "alerts", "planning"}),
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("provider models", {"models"}),

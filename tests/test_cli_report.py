@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from agents import Agent
-from report_support import START, png_pixels, run, two_weeks
-from report_support import call as priced_call
+from helpers.report_support import START, png_pixels, run, two_weeks
+from helpers.report_support import call as priced_call
 from rich.console import Console
 
 import agentbudget as ab

@@ -239,6 +239,35 @@ def test_bash_blocks_run(
     assert ran or all(c.startswith(SETUP) for c in commands(code))
 
 
+PLAN_PAGE = ROOT / "docs" / "planning.md"
+GENERATED = re.compile(
+    r"^```bash\n(agentbudget plan [^\n]*)\n```\n\n```text\n(.*?)^```", re.S | re.M
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    GENERATED.findall(PLAN_PAGE.read_text(encoding="utf-8")),
+    ids=lambda value: value if value.startswith("agentbudget") else "",
+)
+def test_the_planning_page_shows_what_the_command_prints(
+    command: str, shown: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output blocks of docs/planning.md are generated: after a price update, paste
+    what this test prints."""
+    from agentbudget.cli import main
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(shlex.split(command)[1:]) == 0
+    printed = "\n".join(line.rstrip() for line in capsys.readouterr().out.strip().splitlines())
+    assert printed == shown.rstrip("\n"), f"docs/planning.md: {command} now prints:\n{printed}"
+
+
+def test_the_planning_page_has_its_generated_tables() -> None:
+    found = GENERATED.findall(PLAN_PAGE.read_text(encoding="utf-8"))
+    assert [c.split("--budget ")[1].split()[0] for c, _ in found] == ["10", "50", "200", "1000"]
+
+
 def test_every_block_has_a_language_this_file_runs() -> None:
     known = {*PYTHON, "bash", "text"}
     assert [(where, lang) for where, lang, _ in blocks() if lang not in known] == []

@@ -232,7 +232,7 @@ class ResponseCache:
             return None
         if run.streamed:
             if self.store.sync_reads:
-                entry = self._read(key)
+                entry = self._read(key, now=True)
                 if entry is not None and streamable(entry):
                     self._hit(run, entry)
             return None
@@ -268,9 +268,12 @@ class ResponseCache:
         if entry is not None:
             self._hit(run, entry)
 
-    def _read(self, key: str) -> dict[str, Any] | None:
+    def _read(self, key: str, *, now: bool = False) -> dict[str, Any] | None:
+        """The entry under ``key``; ``now``: on the event loop's thread (a streamed run's
+        lookup), through the store's bounded ``get_now`` when it has one."""
+        get = getattr(self.store, "get_now", self.store.get) if now else self.store.get
         try:
-            text = self.store.get(key)
+            text = get(key)
         except StoreUnavailable as exc:
             logger.warning("agentbudget: cache read failed, running the agent: %s", exc)
             return None

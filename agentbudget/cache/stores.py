@@ -41,8 +41,9 @@ class CacheStore(Protocol):
     """What the response cache needs of a store (bring your own with these members)."""
 
     sync_reads: bool
-    """True when ``get`` is local and fast enough to call while a streamed run starts
-    (``Runner.run_streamed`` is synchronous)."""
+    """True when ``get`` (or ``get_now``, when the store has it: a read bounded for the
+    event loop) is fast enough to call while a streamed run starts (``Runner.run_streamed``
+    is synchronous)."""
     inline: bool
     """True when ``get`` and ``set`` never block (called on the event loop's thread)."""
 
@@ -204,9 +205,12 @@ class RedisCacheStore:
     """``redis://host:6379/0``: many machines. One ``GET`` or ``SET ... EX`` per operation.
 
     Values larger than ``max_value_bytes`` are not stored (the answer is still returned).
+    A streamed run is looked up while ``Runner.run_streamed`` starts, which is
+    synchronous: that ``GET`` blocks the event loop for one round trip, at most
+    ``streamed_read_timeout_s`` (then the run goes on as a miss, with a warning).
+    ``streamed_read_timeout_s=None`` skips the read for streamed runs instead.
     """
 
-    sync_reads = False
     inline = False
 
     def __init__(
@@ -216,6 +220,7 @@ class RedisCacheStore:
         prefix: str = "ab:cache:",
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         socket_timeout_s: float = 2.0,
+        streamed_read_timeout_s: float | None = 0.05,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
@@ -239,6 +244,25 @@ class RedisCacheStore:
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
+        if streamed_read_timeout_s is not None and (
+            isinstance(streamed_read_timeout_s, bool)
+            or not isinstance(streamed_read_timeout_s, int | float)
+            or not 0 < streamed_read_timeout_s <= 5
+        ):
+            raise ConfigurationError(
+                "streamed_read_timeout_s must be None or a number of seconds in (0, 5], got "
+                f"{streamed_read_timeout_s!r}"
+            )
+        self.sync_reads = streamed_read_timeout_s is not None
+        self._now = (
+            None
+            if streamed_read_timeout_s is None
+            else redis.Redis.from_url(
+                url,
+                socket_timeout=streamed_read_timeout_s,
+                socket_connect_timeout=streamed_read_timeout_s,
+            )
+        )
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -248,6 +272,15 @@ class RedisCacheStore:
 
     def get(self, key: str) -> str | None:
         raw = self._call(lambda: self._client.get(self.prefix + key))
+        if raw is None:
+            return None
+        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+    def get_now(self, key: str) -> str | None:
+        """``get`` bounded by ``streamed_read_timeout_s``: the read a streamed run makes on
+        the event loop's thread."""
+        client = self._now if self._now is not None else self._client
+        raw = self._call(lambda: client.get(self.prefix + key))
         if raw is None:
             return None
         return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
@@ -264,6 +297,8 @@ class RedisCacheStore:
 
     def close(self) -> None:
         self._client.close()
+        if self._now is not None:
+            self._now.close()
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -57,7 +57,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..report import RunReport
 
-__all__ = ["ChannelStats", "EventDispatcher", "SinkDispatcher"]
+__all__ = ["ChannelStats", "Deferred", "EventDispatcher", "SinkDispatcher"]
 
 logger = logging.getLogger("agentbudget")
 
@@ -136,6 +136,31 @@ class _Runner:
     def stop(self) -> None:
         if self._thread is not None:
             self._calls.put(None)
+
+
+class Deferred:
+    """A record built when first needed, at most once, in whichever thread asks first.
+
+    ``submit(Deferred(build))`` queues a report that the worker builds before delivering
+    it, so the call path does not pay for building a report only sinks read.
+    """
+
+    __slots__ = ("_build", "_lock", "_value")
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._lock = threading.Lock()
+        self._value: Any = None
+
+    def get(self) -> Any:
+        """The record (built now if nobody built it yet)."""
+        if self._build is not None:
+            with self._lock:
+                build = self._build
+                if build is not None:
+                    self._value = build()
+                    self._build = None
+        return self._value
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -275,6 +300,7 @@ class EventDispatcher:
         batch_size: records taken from a queue at once (``record_batch`` size).
         exit_flush_s: how long the ``atexit`` hook waits for delivery at exit.
         name: the worker thread's name.
+        poll_s: how often an idle worker looks for new events (0: on every submit).
 
     Raises:
         ConfigurationError: a bad number or name.
@@ -287,10 +313,12 @@ class EventDispatcher:
         batch_size: int = 256,
         exit_flush_s: float = 2.0,
         name: str = "agentbudget-events",
+        poll_s: float = 0.05,
     ) -> None:
         self.maxsize = _check_count("maxsize", maxsize)
         self.batch_size = _check_count("batch_size", batch_size)
         self.exit_flush_s = _check_number("exit_flush_s", exit_flush_s, minimum=0, strict=False)
+        self.poll_s = _check_number("poll_s", poll_s, minimum=0, strict=False)
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
         self.name = name
@@ -361,7 +389,7 @@ class EventDispatcher:
                         f"dropped its oldest record ({ch.dropped} dropped so far)"
                     )
             ch.queue.append(item)
-            if ch.waiter is not None and not self._wake_scheduled:
+            if ch.waiter is not None and not self._wake_scheduled and not self.poll_s:
                 self._wake_scheduled = True
                 notes.append("")  # "" = wake the worker
         if progressed:
@@ -421,6 +449,15 @@ class EventDispatcher:
         if ch not in self._tasks:
             self._tasks[ch] = asyncio.get_running_loop().create_task(self._pump(ch))
 
+    def _wake_now(self) -> None:
+        """Have the worker look at the queues now, not at its next poll (lock held)."""
+        if self._loop is not None and not self._wake_scheduled:
+            self._wake_scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop closed meanwhile (close() ran)
+                self._wake_scheduled = False
+
     def _wake(self) -> None:
         with self._lock:
             self._wake_scheduled = False
@@ -443,7 +480,13 @@ class EventDispatcher:
                         ch.waiter = loop.create_future()
                 waiter = ch.waiter
             if waiter is not None:
-                await waiter
+                if self.poll_s:
+                    # Idle: look again every poll_s. A submit does not wake the worker (a
+                    # cross-thread wake-up costs the call path more than queueing does);
+                    # flush and close do.
+                    await asyncio.wait((waiter,), timeout=self.poll_s)
+                else:
+                    await waiter
                 continue
             await self._deliver(ch)
             await asyncio.sleep(0)  # let the other channels run between batches
@@ -456,6 +499,9 @@ class EventDispatcher:
 
     async def _deliver(self, ch: _Channel) -> None:
         batch = ch.batch
+        for i, item in enumerate(batch):
+            if isinstance(item, Deferred):  # built here, off the call path
+                batch[i] = item.get()
         done = 0
         error: Exception | None = None
         try:
@@ -562,6 +608,7 @@ class EventDispatcher:
                 return True
             if threading.current_thread() is self._thread:
                 return False  # called from a sink: waiting would deadlock the worker
+            self._wake_now()
             return self._cond.wait_for(lambda: _reached(targets), timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -573,6 +620,7 @@ class EventDispatcher:
                 return True
             if threading.current_thread() is self._thread:
                 return False
+            self._wake_now()
             fut: asyncio.Future[None] = loop.create_future()
             waiter = (targets, loop, fut)
             self._async_waiters.append(waiter)
@@ -765,6 +813,9 @@ class SinkDispatcher(EventDispatcher):
         batch_size: the most reports given to one ``record_batch`` call.
         exit_flush_s: how long the ``atexit`` hook waits for delivery at exit.
         name: the worker thread's name (a sync sink's thread is ``name:SinkClass``).
+        poll_s: how often an idle worker looks for new reports (0.05 s: a report waits at
+            most that long); ``submit`` does not wake it, ``flush`` and ``close`` do.
+            0 wakes the worker on every submit (sooner delivery, a dearer call path).
 
     Raises:
         ConfigurationError: a sink without ``record``/``record_batch``, or a bad number.
@@ -780,9 +831,14 @@ class SinkDispatcher(EventDispatcher):
         batch_size: int = 256,
         exit_flush_s: float = 2.0,
         name: str = "agentbudget-sinks",
+        poll_s: float = 0.05,
     ) -> None:
         super().__init__(
-            maxsize=maxsize, batch_size=batch_size, exit_flush_s=exit_flush_s, name=name
+            maxsize=maxsize,
+            batch_size=batch_size,
+            exit_flush_s=exit_flush_s,
+            name=name,
+            poll_s=poll_s,
         )
         self._retry_initial_s = _check_number(
             "retry_initial_s", retry_initial_s, minimum=0, strict=True
@@ -815,8 +871,9 @@ class SinkDispatcher(EventDispatcher):
         self._sink_channels = tuple(channels)
         self._channels.extend(channels)
 
-    def submit(self, report: RunReport) -> None:
-        """Queue ``report`` for every sink; never blocks, never raises."""
+    def submit(self, report: RunReport | Deferred) -> None:
+        """Queue ``report`` for every sink; never blocks, never raises. A ``Deferred``
+        report is built by the worker, before its first delivery."""
         if not self._sink_channels:
             return
         try:
@@ -825,7 +882,7 @@ class SinkDispatcher(EventDispatcher):
             if notes:
                 self._after_enqueue(notes)
         except Exception:  # pragma: no cover - the call path must never see an error
-            logger.exception("agentbudget: could not queue run %s", report.run_id)
+            logger.exception("agentbudget: could not queue a report")
 
     def _closers(self) -> list[tuple[Callable[[], Any], _Channel]]:
         closers: list[tuple[Callable[[], Any], _Channel]] = []

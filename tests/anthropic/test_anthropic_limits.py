@@ -380,3 +380,35 @@ async def test_downgrade_of_a_model_instance_builds_a_sibling_on_the_same_client
     assert server.requests[0]["model"] == "claude-haiku-4-5"  # the prefix is not sent
     (call,) = ab.report_of(result).calls
     assert call.degraded == "downgrade" and call.price_key == "claude-haiku-4-5"
+
+
+# -- the provider's own token count --------------------------------------------------------
+
+
+async def test_an_opted_in_count_decides_the_input_limit_before_the_call(streamed: bool) -> None:
+    # offline, the prompt is ~10 tokens; Anthropic counts 4,321: the count decides
+    server = FakeAnthropic([Turn()], count=4_321)
+    agent = Agent(name="assistant", model=server.model(count_tokens=True))
+    with pytest.raises(ab.TokenLimitExceeded) as caught:
+        await run(agent, streamed, limits=ab.Limits(max_input_tokens=4_000))
+    assert (caught.value.limit, caught.value.observed) == ("max_input_tokens", 4_321)
+    assert server.requests == [] and len(server.counted) == 1  # counted, never sent
+    # without opting in, the offline estimate fits and the call is sent
+    offline = FakeAnthropic([Turn()], count=4_321)
+    await run(
+        Agent(name="assistant", model=offline.model()),
+        streamed,
+        limits=ab.Limits(max_input_tokens=4_000),
+    )
+    assert len(offline.requests) == 1 and offline.counted == []
+
+
+async def test_an_opted_in_count_is_what_a_budget_reserves(streamed: bool) -> None:
+    server = FakeAnthropic([Turn(output_tokens=10)], input_tokens=4_321, count=4_321)
+    agent = Agent(name="assistant", model=server.model(count_tokens=True, max_tokens=100))
+    budgets = ab.Budgets(allowances=[ab.Allowance(per="user", window="day", tokens=4_400)])
+    # the worst case is 4,321 counted + 100 output bound = 4,421 > 4,400: lowered to 79
+    result = await run(agent, streamed, budgets=budgets, user="u")
+    assert server.requests[0]["max_tokens"] == 4_400 - 4_321
+    assert ab.report_of(result).calls[0].input_tokens == 4_321
+    await budgets.close()

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from cache_support import REDIS_URL
+from helpers.cache_support import REDIS_URL
 
 
 def _redis_or_skip() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from agents import Agent
-from cache_support import REDIS_URL
+from helpers.cache_support import REDIS_URL
 
 import agentbudget as ab
 from agentbudget.cache import (

@@ -132,12 +132,31 @@ async def test_a_sqlite_store_serves_streamed_hits(tmp_path: Any) -> None:
 
 
 @pytest.mark.redis
-async def test_a_redis_store_bypasses_the_read_of_streamed_runs(redis_prefix: str) -> None:
-    from cache_support import REDIS_URL
+async def test_a_redis_store_serves_streamed_hits(redis_prefix: str) -> None:
+    from helpers.cache_support import REDIS_URL
 
     from agentbudget.cache import RedisCacheStore
 
     cache = ab.ResponseCache(RedisCacheStore(REDIS_URL, prefix=redis_prefix))
+    model = answering("Paris.", "never")
+    agent = Agent(name="geo", model=model)
+    guard = ab.Guard(cache=cache)
+    await guard.run(agent, QUESTION, user="u")
+    cache.flush()
+    hit = guard.run_streamed(agent, QUESTION, user="u")
+    _, text = await consume(hit)
+    assert text == "Paris." and ab.report_of(hit).cache_hit and len(model.calls) == 1
+    cache.close()
+
+
+@pytest.mark.redis
+async def test_a_redis_store_can_skip_the_read_of_streamed_runs(redis_prefix: str) -> None:
+    from helpers.cache_support import REDIS_URL
+
+    from agentbudget.cache import RedisCacheStore
+
+    store = RedisCacheStore(REDIS_URL, prefix=redis_prefix, streamed_read_timeout_s=None)
+    cache = ab.ResponseCache(store)
     model = answering("Paris.", "Paris!", "never")
     agent = Agent(name="geo", model=model)
     guard = ab.Guard(cache=cache)
@@ -149,6 +168,26 @@ async def test_a_redis_store_bypasses_the_read_of_streamed_runs(redis_prefix: st
     hit = await guard.run(agent, QUESTION, user="u")
     assert ab.report_of(hit).cache_hit and len(model.calls) == 2
     cache.close()
+
+
+def test_a_streamed_lookup_of_an_unreachable_redis_is_a_bounded_miss() -> None:
+    import socket
+    import time
+
+    from agentbudget.cache import RedisCacheStore
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        store = RedisCacheStore(f"redis://127.0.0.1:{port}/0", streamed_read_timeout_s=0.05)
+        started = time.perf_counter()
+        with pytest.raises(ab.StoreUnavailable):
+            store.get_now("k")
+        assert time.perf_counter() - started < 1.0
+        store.close()
+    with pytest.raises(ab.ConfigurationError, match="streamed_read_timeout_s"):
+        RedisCacheStore("redis://127.0.0.1:6379/0", streamed_read_timeout_s=0)
 
 
 async def test_a_nested_agent_as_tool_run_is_not_cached_on_its_own() -> None:

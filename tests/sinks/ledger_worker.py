@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ledger_support import call, run
+from helpers.ledger_support import call, run
 
 from agentbudget.sinks.ledger import SQLiteLedger
 

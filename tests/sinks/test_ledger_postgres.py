@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ledger_support import T0, call, realistic, run, spread
+from helpers.ledger_support import T0, call, realistic, run, spread
 
 import agentbudget as ab
 from agentbudget.errors import ConfigurationError, StoreUnavailable
@@ -332,3 +332,22 @@ async def test_postgres_a_connection_killed_mid_batch_writes_nothing_and_the_ret
         ("contended",),
     ]
     assert sql(f'SELECT COUNT(*) FROM "{schema}".ab_llm_calls') == [(3,)]
+
+
+async def test_postgres_a_guard_writes_each_run_through_its_dispatcher(
+    ledger: PostgresLedger,
+) -> None:
+    from agents import Agent
+
+    from agentbudget.testing import reply, scripted_model
+
+    guard = ab.Guard(sinks=[ledger])  # record_batch is async: awaited on the worker's loop
+    agent = Agent(
+        name="support",
+        model=scripted_model("gpt-4o", [reply("Shipped.", input_tokens=30, output_tokens=6)]),
+    )
+    result = await guard.run(agent, "Where is my order?", user="u-42", team="t-1")
+    assert await guard.aflush(timeout=30)
+    (back,) = await ledger.runs()
+    assert back == ab.report_of(result)
+    assert await guard.aclose()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from agents import Agent
-from ledger_support import T0, call, realistic, run, spread
+from helpers.ledger_support import T0, call, realistic, run, spread
 
 import agentbudget as ab
 from agentbudget.errors import ConfigurationError, StoreUnavailable
@@ -117,7 +117,7 @@ def test_a_locked_database_raises_store_unavailable_and_the_retry_lands_once(
 def test_four_processes_write_800_runs_without_a_lock_error(tmp_path: Path) -> None:
     db = tmp_path / "spend.db"
     start_at = time.time() + 1.5  # all four start writing together
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), *sys.path])}
     workers = [
         subprocess.Popen(
             [
@@ -309,7 +309,7 @@ async def test_a_guard_writes_each_run_to_the_ledger(ledger: SQLiteLedger) -> No
         model=scripted_model("gpt-4o", [reply("Shipped.", input_tokens=30, output_tokens=6)]),
     )
     result = await guard.run(agent, "Where is my order?", user="u-42", team="t-1")
-    assert guard.flush(10)  # the sinks are fed off the call path
+    assert await guard.aflush(timeout=10)  # written off the call path
     (back,) = ledger.runs()
     assert back == ab.report_of(result)
     (row,) = ledger.summary(by="model")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from agents import Agent
-from ledger_support import call, realistic, run
+from helpers.ledger_support import call, realistic, run
 
 import agentbudget as ab
 from agentbudget.errors import ConfigurationError

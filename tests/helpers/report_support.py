@@ -1,7 +1,7 @@
 """Synthetic ledgers for the report tests, and the ledger behind docs/img/report.png.
 
-``python tests/report_support.py spend.db`` writes two weeks of runs (five users, three
-models, some tripped, a cache hit) to a SQLite ledger; then
+``PYTHONPATH=tests python tests/helpers/report_support.py spend.db`` writes two weeks of
+runs (five users, three models, some tripped, a cache hit) to a SQLite ledger; then
 ``agentbudget report spend.db --html report.html``.
 """
 
