@@ -8,7 +8,7 @@ A ``Router`` chooses a run's model once, before the SDK starts (``Guard(router=.
 from __future__ import annotations
 
 from ..report import Route
-from .base import BudgetSnapshot, Router, RouteRequest, SyncRouter, Tier
+from .base import BudgetSnapshot, NoSyncRoute, Router, RouteRequest, SyncRouter, Tier
 from .budget_aware import BudgetAwareRouter
 from .classifier import ClassifierRouter
 from .evaluate import Evaluation, evaluate, load_labelled
@@ -25,6 +25,7 @@ __all__ = [
     "FallbackRouter",
     "HeuristicRouter",
     "LocalModel",
+    "NoSyncRoute",
     "Route",
     "RouteRequest",
     "Router",

@@ -21,6 +21,7 @@ from ..tokens import count_text, get_encoding
 
 __all__ = [
     "BudgetSnapshot",
+    "NoSyncRoute",
     "RouteRequest",
     "Router",
     "SyncRouter",
@@ -91,6 +92,11 @@ class RouteRequest:
         """A count of the request's input text and the agent's static instructions."""
         instructions = self.agent.instructions if isinstance(self.agent.instructions, str) else ""
         return count_text(instructions + "\n" + _all_text(self.input), get_encoding("o200k_base"))
+
+
+class NoSyncRoute(ConfigurationError):
+    """Raised by ``route_sync`` of a router that wraps one without a synchronous path: a
+    streamed run then keeps the agent's own model (as with a router without ``route_sync``)."""
 
 
 @runtime_checkable

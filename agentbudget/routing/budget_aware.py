@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigurationError
 from ..report import Route
-from .base import Router, RouteRequest, Tier, check_tiers, fitting_tier
+from .base import NoSyncRoute, Router, RouteRequest, Tier, check_tiers, fitting_tier
 
 __all__ = ["BudgetAwareRouter"]
 
@@ -70,7 +70,7 @@ class BudgetAwareRouter:
     def route_sync(self, request: RouteRequest) -> Route:
         route_sync = getattr(self.inner, "route_sync", None)
         if route_sync is None:
-            raise ConfigurationError(f"{type(self.inner).__name__} has no route_sync")
+            raise NoSyncRoute(f"{type(self.inner).__name__} has no route_sync")
         route: Route = route_sync(request)
         return self._adjust(request, route)
 

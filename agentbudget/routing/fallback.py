@@ -8,7 +8,7 @@ from agents import Model
 
 from ..errors import ConfigurationError
 from ..report import Route
-from .base import Router, RouteRequest, Tier
+from .base import NoSyncRoute, Router, RouteRequest, Tier
 
 __all__ = ["FallbackRouter"]
 
@@ -72,7 +72,7 @@ class FallbackRouter:
             return self.chain[0].route("fallback chain: its first model")
         route_sync = getattr(self.inner, "route_sync", None)
         if route_sync is None:
-            raise ConfigurationError(f"{type(self.inner).__name__} has no route_sync")
+            raise NoSyncRoute(f"{type(self.inner).__name__} has no route_sync")
         route: Route = route_sync(request)
         return route
 

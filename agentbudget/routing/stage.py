@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ..meter import FallbackChain
 from ..report import Route, RunReport
 from ..resolution import model_name, replacement
-from .base import BudgetSnapshot, Router, RouteRequest
+from .base import BudgetSnapshot, NoSyncRoute, Router, RouteRequest
 
 __all__ = ["RouterStage", "router_stage"]
 
@@ -92,8 +92,17 @@ class RouterStage:
             context=run.kwargs.get("context"),
             streamed=True,
         )
-        if route_sync is None:
-            # A router that can only decide by awaiting (an LLM classifier with no sync
+        route: Any = None
+        if route_sync is not None:
+            token = run.as_current()
+            try:
+                route = route_sync(request)
+            except NoSyncRoute:
+                route = None
+            finally:
+                CURRENT_RUN.reset(token)
+        if route is None:
+            # A router that can only decide by awaiting (a router of your own with no sync
             # path) leaves a streamed run on the agent's own model, and says so.
             name = model_name(run.agent, run.kwargs.get("run_config"))
             run.route = Route(
@@ -102,11 +111,6 @@ class RouterStage:
                 "the agent's own model",
             )
             return
-        token = run.as_current()
-        try:
-            route = route_sync(request)
-        finally:
-            CURRENT_RUN.reset(token)
         self._apply(run, _checked(self.router, route))
 
     def _apply(self, run: Any, route: Route) -> None:

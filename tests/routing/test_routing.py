@@ -241,3 +241,16 @@ async def test_a_router_returning_something_else_fails_the_run_clearly() -> None
 
     with pytest.raises(ConfigurationError, match=r"must return an agentbudget\.Route"):
         await ab.Guard(router=Bad()).run(agent_on(FakeOpenAI()), SIMPLE)
+
+
+async def test_a_streamed_run_under_a_wrapper_of_an_async_only_router_keeps_its_model() -> None:
+    from agentbudget.routing import BudgetAwareRouter
+
+    server = FakeOpenAI(script=[Turn(output_tokens=5)])
+    router = BudgetAwareRouter(AsyncOnly(), tiers=[Tier("cheap", "gpt-4o-mini")])
+    streamed = ab.Guard(router=router).run_streamed(agent_on(server), SIMPLE)
+    async for _ in streamed.stream_events():
+        pass
+    report = ab.report_of(streamed)
+    assert [body["model"] for body in server.requests] == ["gpt-4o"]
+    assert report.route is not None and "no route_sync" in report.route.reason
