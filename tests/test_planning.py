@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from report_support import call, run
+from helpers.report_support import call, run
 
 import agentbudget as ab
 from agentbudget.cli import main
