@@ -25,6 +25,13 @@ try:  # a private module: check_sdk() says which SDK versions have it
 except ImportError:  # pragma: no cover - older or newer SDKs
     run_loop = None  # type: ignore[assignment]
 
+try:  # optional: an SDK without server-side compaction has nothing to meter there
+    from agents.memory.openai_responses_compaction_session import (
+        OpenAIResponsesCompactionSession,
+    )
+except ImportError:  # pragma: no cover - older SDKs
+    OpenAIResponsesCompactionSession = None  # type: ignore[assignment,misc]
+
 __all__ = [
     "SDK_RANGE",
     "check_sdk",
@@ -76,6 +83,20 @@ def internals() -> list[tuple[str, bool]]:
     ]
 
 
+def optional_internals() -> list[tuple[str, bool]]:
+    """Private internals agentbudget uses when present (an SDK without them still works;
+    the feature they serve is then not metered)."""
+    session = OpenAIResponsesCompactionSession
+    return [
+        # The compaction session calls responses.compact on this client itself.
+        (
+            "agents.memory.openai_responses_compaction_session."
+            "OpenAIResponsesCompactionSession.client",
+            session is not None and isinstance(session.__dict__.get("client"), property),
+        ),
+    ]
+
+
 def check_sdk() -> None:
     """Raise ``ConfigurationError`` when the installed SDK lacks an internal agentbudget patches.
 
@@ -101,10 +122,16 @@ def sdk_version() -> str:
 
 
 def install(
-    run: Callable[..., Any], run_streamed: Callable[..., Any], get_model: Callable[..., Any]
+    run: Callable[..., Any],
+    run_streamed: Callable[..., Any],
+    get_model: Callable[..., Any],
+    compaction_client: Callable[[Any], Any] | None = None,
 ) -> None:
     """Replace ``AgentRunner.run``, ``AgentRunner.run_streamed`` and the run loop's
-    ``get_model``. Idempotent (a second call changes nothing).
+    ``get_model``; with ``compaction_client``, also wrap the client that
+    ``OpenAIResponsesCompactionSession`` calls ``responses.compact`` on (its ``client``
+    property: the session calls the API itself, not through a ``Model``, so its calls
+    would escape metering). Idempotent (a second call changes nothing).
 
     Raises:
         ConfigurationError: the SDK lacks one of the internals (see ``check_sdk``).
@@ -119,6 +146,15 @@ def install(
         AgentRunner.run = run  # type: ignore[method-assign]
         AgentRunner.run_streamed = run_streamed  # type: ignore[method-assign]
         run_loop.get_model = get_model
+        session = OpenAIResponsesCompactionSession
+        original = None if session is None else session.__dict__.get("client")
+        if compaction_client is not None and isinstance(original, property):
+            getter = original.fget
+            assert getter is not None
+            _installed["compaction_client"] = original
+            session.client = property(  # type: ignore[method-assign,assignment]
+                lambda self: compaction_client(getter(self)), doc=original.__doc__
+            )
 
 
 def uninstall() -> None:
@@ -129,6 +165,9 @@ def uninstall() -> None:
         AgentRunner.run = _installed.pop("run")  # type: ignore[method-assign]
         AgentRunner.run_streamed = _installed.pop("run_streamed")  # type: ignore[method-assign]
         run_loop.get_model = _installed.pop("get_model")
+        if "compaction_client" in _installed:
+            session = OpenAIResponsesCompactionSession
+            session.client = _installed.pop("compaction_client")  # type: ignore[method-assign]
 
 
 def installed() -> bool:

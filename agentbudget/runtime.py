@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from . import _sdk, pipeline
+from . import _sdk, compaction, pipeline
 from ._sdk import SDK_RANGE, check_sdk
 from .report import RunReport
 
@@ -42,7 +42,12 @@ def instrument() -> None:
         ConfigurationError: the installed ``openai-agents`` lacks an internal agentbudget
             patches (it is tested with the releases in ``SDK_RANGE``).
     """
-    _sdk.install(pipeline.governed_run, pipeline.governed_run_streamed, pipeline.metered_get_model)
+    _sdk.install(
+        pipeline.governed_run,
+        pipeline.governed_run_streamed,
+        pipeline.metered_get_model,
+        compaction.metered_compaction_client,
+    )
 
 
 def uninstrument() -> None:

@@ -39,7 +39,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("policy and accounts", {"policy", "accounts"}),
     ("run meter, model resolution, SDK internals", {"meter", "resolution", "_sdk"}),
     ("provider models", {"models"}),
-    ("hooks, interceptor, context variables", {"hooks", "interceptor", "current", "context"}),
+    (
+        "hooks, interceptor, context variables",
+        {"hooks", "interceptor", "current", "context", "compaction"},
+    ),
     ("pipeline stages", {"cache", "routing"}),
     ("the run pipeline", {"pipeline"}),
     ("instrumentation", {"runtime"}),

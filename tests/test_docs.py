@@ -78,6 +78,23 @@ def _responses_api(request: Any) -> Any:
     import httpx2 as httpx
 
     body = json.loads(request.content)
+    if request.url.path.endswith("/responses/compact"):
+        return httpx.Response(
+            200,
+            json={
+                "id": "cmp_1",
+                "object": "response.compaction",
+                "created_at": 0,
+                "output": [{"id": "c_1", "type": "compaction", "encrypted_content": "x"}],
+                "usage": {
+                    "input_tokens": 40,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 10,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 50,
+                },
+            },
+        )
     return httpx.Response(
         200,
         json={

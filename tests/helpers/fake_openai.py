@@ -90,12 +90,59 @@ class FakeOpenAI:
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
+        if request.url.path.endswith("/responses/compact"):
+            return self._compact(body)  # not a turn of the script
         self.requests.append(body)
         if request.url.path.endswith("/responses"):
             return self._responses(body)
         if request.url.path.endswith("/chat/completions"):
             return self._chat(body)
         return httpx.Response(404, json={"error": {"message": "not found"}})
+
+    compact_output_tokens: int = 300
+    """What ``POST /v1/responses/compact`` bills as output (its input: ``input_tokens``)."""
+    compacted: list[dict[str, Any]] = field(default_factory=list)
+    """Every compaction request body received."""
+
+    def _compact(self, body: dict[str, Any]) -> httpx.Response:
+        """``responses.compact``: the user messages, then one opaque compaction item."""
+        self.compacted.append(body)
+        kept = [
+            item
+            for item in body.get("input") or []
+            if isinstance(item, dict) and item.get("role") == "user"
+        ]
+        output = [
+            {
+                "id": f"msg_c{n}",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "content": [{"type": "input_text", "text": str(item.get("content"))}],
+            }
+            for n, item in enumerate(kept)
+        ]
+        output.append({"id": "cmp_1", "type": "compaction", "encrypted_content": "opaque"})
+        usage = {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": self.compact_output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.input_tokens + self.compact_output_tokens,
+        }
+        self.billed.append(
+            {"input_tokens": self.input_tokens, "output_tokens": self.compact_output_tokens}
+        )
+        return httpx.Response(
+            200,
+            json={
+                "id": "cmp_resp_1",
+                "object": "response.compaction",
+                "created_at": 1_764_633_600,
+                "output": output,
+                "usage": usage,
+            },
+        )
 
     def _cut(self, turn: Turn, bound: int | None) -> tuple[int, bool]:
         """Output tokens produced, and whether the bound cut the answer."""

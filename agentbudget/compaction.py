@@ -1,0 +1,129 @@
+"""Server-side compaction, metered: ``OpenAIResponsesCompactionSession``'s calls to
+``responses.compact`` are LLM calls like any other.
+
+The SDK's compaction session calls ``client.responses.compact`` itself, not through a
+``Model``, so its calls would escape every limit and budget. While a governed run is
+current, the session's client (``_sdk`` patches its ``client`` property) is wrapped so
+that each ``compact`` call goes through a ``MeteredModel``: checked against the run's
+limits and budgets before it is sent, priced at the usage the server reports, charged to
+the run's accounts and reservations, and reported as a call of agent ``"compaction"``.
+``responses.compact`` takes no output bound: its output is checked after the call (the
+limits' backstop), like a provider that ignores the bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import Agent, Model, ModelSettings
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.models.interface import ModelTracing
+from agents.usage import Usage
+
+from .current import CURRENT_RUN
+from .interceptor import MeteredModel
+from .meter import RunMeter
+
+__all__ = ["COMPACTION_AGENT", "metered_compaction_client"]
+
+COMPACTION_AGENT: Agent[Any] = Agent(name="compaction")
+"""The agent name a compaction call is reported under."""
+
+
+def metered_compaction_client(client: Any) -> Any:
+    """``client``, metered while a governed run is current (else ``client`` itself)."""
+    meter = CURRENT_RUN.get()
+    if meter is None or isinstance(client, _MeteredClient):
+        return client
+    return _MeteredClient(client, meter)
+
+
+class _MeteredClient:
+    """An ``AsyncOpenAI`` whose ``responses.compact`` is metered; the rest passes through."""
+
+    def __init__(self, client: Any, meter: RunMeter) -> None:
+        self._client = client
+        self._meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @property
+    def responses(self) -> _MeteredResponses:
+        return _MeteredResponses(self._client.responses, self._meter)
+
+
+class _MeteredResponses:
+    def __init__(self, responses: Any, meter: RunMeter) -> None:
+        self._responses = responses
+        self._meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._responses, name)
+
+    async def compact(self, **kwargs: Any) -> Any:
+        call = _CompactCall(self._responses, kwargs)
+        model = MeteredModel(
+            call, name=str(kwargs.get("model")), agent=COMPACTION_AGENT, meter=self._meter
+        )
+        items = kwargs.get("input")
+        await model.get_response(
+            kwargs.get("instructions"),
+            items if isinstance(items, str | list) else [],
+            ModelSettings(),
+            [],
+            None,
+            [],
+            ModelTracing.DISABLED,
+            previous_response_id=kwargs.get("previous_response_id"),
+            conversation_id=None,
+            prompt=None,
+        )
+        return call.result
+
+
+class _CompactCall(Model):
+    """One ``responses.compact`` request as a ``Model`` call (the metered model's inner)."""
+
+    def __init__(self, responses: Any, kwargs: dict[str, Any]) -> None:
+        self.responses = responses
+        self.kwargs = kwargs
+        self.model = str(kwargs.get("model"))
+        self.result: Any = None
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Any],
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: Any,
+    ) -> ModelResponse:
+        # the request exactly as the session built it: compaction takes no output bound
+        self.result = await self.responses.compact(**self.kwargs)
+        reported = getattr(self.result, "usage", None)
+        usage = Usage(requests=1)
+        if reported is not None:
+            usage = Usage(
+                requests=1,
+                input_tokens=reported.input_tokens,
+                output_tokens=reported.output_tokens,
+                total_tokens=reported.total_tokens,
+                input_tokens_details=reported.input_tokens_details,
+                output_tokens_details=reported.output_tokens_details,
+            )
+        return ModelResponse(
+            output=list(getattr(self.result, "output", None) or []),
+            usage=usage,
+            response_id=getattr(self.result, "id", None),
+        )
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
+        raise NotImplementedError("responses.compact does not stream")
