@@ -8,7 +8,6 @@ write never blocks the event loop. Values are JSON text, never pickles.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from cachetools import TLRUCache
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..stores.registry import build_from_url
 
 __all__ = [
     "CacheStore",
@@ -346,34 +346,11 @@ def cache_store_from_url(url: str, **options: Any) -> CacheStore:
     Raises:
         ConfigurationError: unknown scheme, malformed URL or an option the store does not take.
     """
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            "a cache store URL looks like 'memory://', 'sqlite:///cache.db' or "
-            f"'redis://127.0.0.1:6379/0', got {url!r}"
-        )
-    scheme = url.partition("://")[0].lower()
-    factory = _SCHEMES.get(scheme)
-    if factory is None:
-        raise ConfigurationError(
-            f"unknown cache store scheme {scheme!r} in {url!r}; known schemes: "
-            f"{', '.join(known_cache_schemes())} (add one with register_cache_store)"
-        )
-    _check_options(factory, options)
-    return factory(url, **options)
-
-
-def _check_options(factory: CacheStoreFactory, options: dict[str, Any]) -> None:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # builtins and some callables have no signature
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    accepted = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        name = getattr(factory, "__name__", repr(factory))
-        raise ConfigurationError(
-            f"{name} does not take {', '.join(unknown)}; its options are "
-            f"{', '.join(sorted(accepted)) or 'none'}"
-        )
+    return build_from_url(
+        url,
+        _SCHEMES,
+        options,
+        what="cache store",
+        examples="'memory://', 'sqlite:///cache.db' or 'redis://127.0.0.1:6379/0'",
+        register="register_cache_store",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from .base import BaseStore
@@ -12,7 +12,9 @@ from .memory import MemoryStore
 from .redis import RedisStore
 from .sqlite import SQLiteStore
 
-__all__ = ["known_schemes", "register_store", "store_from_url"]
+__all__ = ["build_from_url", "known_schemes", "register_store", "store_from_url"]
+
+_T = TypeVar("_T")
 
 StoreFactory = Callable[..., BaseStore]
 
@@ -60,23 +62,46 @@ def store_from_url(url: str, **options: Any) -> BaseStore:
     Raises:
         ConfigurationError: unknown scheme, malformed URL or unknown option.
     """
+    return build_from_url(
+        url,
+        _SCHEMES,
+        options,
+        what="store",
+        examples="'memory://', 'sqlite:///spend.db' or 'redis://127.0.0.1:6379/0'",
+        register="register_store",
+    )
+
+
+def build_from_url(
+    url: str,
+    schemes: dict[str, Callable[..., _T]],
+    options: dict[str, Any],
+    *,
+    what: str,
+    examples: str,
+    register: str,
+) -> _T:
+    """``schemes[<url's scheme>](url, **options)``: the URL registries of budget stores and
+    cache stores share this.
+
+    Raises:
+        ConfigurationError: a malformed URL, an unknown scheme or an option the factory
+            does not take.
+    """
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"a store URL looks like 'memory://', 'sqlite:///spend.db' or "
-            f"'redis://127.0.0.1:6379/0', got {url!r}"
-        )
+        raise ConfigurationError(f"a {what} URL looks like {examples}, got {url!r}")
     scheme = url.partition("://")[0].lower()
-    factory = _SCHEMES.get(scheme)
+    factory = schemes.get(scheme)
     if factory is None:
         raise ConfigurationError(
-            f"unknown store scheme {scheme!r} in {url!r}; known schemes: "
-            f"{', '.join(known_schemes())} (add one with register_store)"
+            f"unknown {what} scheme {scheme!r} in {url!r}; known schemes: "
+            f"{', '.join(sorted(schemes))} (add one with {register})"
         )
     _check_options(factory, options)
     return factory(url, **options)
 
 
-def _check_options(factory: StoreFactory, options: dict[str, Any]) -> None:
+def _check_options(factory: Callable[..., Any], options: dict[str, Any]) -> None:
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins and some callables have no signature
