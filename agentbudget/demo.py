@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 
 from ._format import plural
+from .cache import ResponseCache
+from .context import ContextBudget
 from .errors import AgentBudgetExceeded
 from .guard import Guard
 from .limits import Limits
@@ -190,6 +193,68 @@ async def _demo(say: Callable[[str], None]) -> None:
         _table(routed_report, say)
         reports.append(routed_report)
     say("    `agentbudget route-eval shipped` measures the router on 314 labelled requests.")
+
+    # 4c. The response cache: the same question from the same user is answered for $0.
+    say("\n4c) Guard(cache=ResponseCache()): the same question, twice, from one user and then")
+    say("    from another (answers never cross users):")
+    faq_model = scripted_model(
+        "gpt-4o",
+        [reply("Returns are free for 30 days.", input_tokens=400, output_tokens=30)] * 2,
+    )
+    cached = Guard(cache=ResponseCache())
+    helpdesk = Agent(name="helpdesk", instructions="Answer the FAQ.", model=faq_model)
+    for asker in ("u-1", "u-1", "u-2"):
+        cached_report = report_of(
+            await cached.run(helpdesk, "What is the return policy?", user=asker)
+        )
+        hit = (
+            "cache hit, saved $" + str(cached_report.saved_usd)
+            if cached_report.cache_hit
+            else "paid"
+        )
+        say(f"    {asker}: ${cached_report.cost_usd} ({hit})")
+        reports.append(cached_report)
+    say(f"    the model was asked {len(faq_model.calls)} times for 3 runs.")
+
+    # 4d. A context budget: a long conversation sent within 2,000 input tokens per call.
+    say("\n4d) Guard(context=ContextBudget(max_input_tokens=2_000)) on a 60-turn conversation")
+    say("    with bulky tool outputs: older outputs trimmed, then older turns dropped:")
+    history: list[Any] = []
+    for turn in range(60):
+        history.append({"role": "user", "content": f"Question {turn} about order A-{turn}?"})
+        history.append(
+            {
+                "type": "function_call",
+                "call_id": f"c{turn}",
+                "name": "lookup_order",
+                "arguments": f'{{"order_id": "A-{turn}"}}',
+            }
+        )
+        history.append(
+            {
+                "type": "function_call_output",
+                "call_id": f"c{turn}",
+                "output": f"order A-{turn}: " + "shipped, tracking details follow. " * 40,
+            }
+        )
+        history.append({"role": "assistant", "content": f"Order A-{turn} has shipped."})
+    history.append({"role": "user", "content": "And the last one?"})
+    full = estimate_call_input("gpt-4o", None, history).tokens
+    trimmed = Guard(context=ContextBudget(max_input_tokens=2_000))
+    archivist = Agent(
+        name="archivist",
+        model=scripted_model(
+            "gpt-4o", [reply("Shipped too.", input_tokens=1_900, output_tokens=10)]
+        ),
+    )
+    context_report = report_of(await trimmed.run(archivist, history))
+    say(
+        f"    {full:,} input tokens without a budget; sent within 2,000: "
+        f"{context_report.context_saved_tokens:,} tokens (${context_report.context_saved_usd}) "
+        "left out of the call"
+    )
+    _table(context_report, say)
+    reports.append(context_report)
 
     # 5. The ledger: every run above, and the report an operator reads.
     say("\n5) Every run above, written to a SQLite ledger (ab.SQLiteLedger), then")

@@ -120,7 +120,22 @@ def test_demo_runs_offline_and_explains_itself() -> None:
     ]
     scope_cost = re.search(r"scope spent \$([0-9.]+)", out)
     assert scope_cost is not None
-    expected = sum(map(Decimal, costs), Decimal(0)) + Decimal(scope_cost.group(1))
+    # 4c) the cache: one paid run, a free hit for the same user, a paid run for another
+    cached = re.findall(r"    (u-\d): \$([0-9.]+) \((paid|cache hit, saved \$[0-9.]+)\)", out)
+    assert [(user, kind.split(",")[0]) for user, _, kind in cached] == [
+        ("u-1", "paid"),
+        ("u-1", "cache hit"),
+        ("u-2", "paid"),
+    ]
+    assert Decimal(cached[1][1]) == 0 and "the model was asked 2 times for 3 runs" in out
+    # 4d) the context budget: most of a long conversation left out of the call
+    saved = re.search(r"sent within 2,000: ([0-9,]+) tokens", out)
+    assert saved is not None and int(saved.group(1).replace(",", "")) > 10_000
+    expected = (
+        sum(map(Decimal, costs), Decimal(0))
+        + Decimal(scope_cost.group(1))
+        + sum((Decimal(cost) for _, cost, _ in cached), Decimal(0))
+    )
     assert Decimal(rows["total"][4]) == expected  # the ledger's total is the runs' exact sum
 
 
