@@ -97,6 +97,7 @@ class Guard:
             alerts = alerts.for_budgets(budgets)  # user_share against the global allowance
             if alerts.budget_thresholds:
                 budgets.add_alert_listener(alerts.budget_alert)
+        self._anonymous: RunRequest | None = None
         self.policy = RunPolicy(
             limits=limits or Limits(),
             prices=prices or PriceTable.default(),
@@ -161,10 +162,17 @@ class Guard:
         return next((s for s in self.policy.stages if isinstance(s, ResponseCache)), None)
 
     def _request(self, user: str | None, team: str | None) -> RunRequest:
+        instrument()
+        policy = self.policy
+        if user is None and team is None:
+            # the common request, made once per policy (a request is frozen)
+            anonymous = self._anonymous
+            if anonymous is None or anonymous.policy is not policy:
+                anonymous = self._anonymous = RunRequest(policy=policy, user=None, team=None)
+            return anonymous
         check_optional_id("user", user)
         check_optional_id("team", team)
-        instrument()
-        return RunRequest(policy=self.policy, user=user, team=team)
+        return RunRequest(policy=policy, user=user, team=team)
 
     async def run(
         self,
