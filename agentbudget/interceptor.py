@@ -579,13 +579,18 @@ class MeteredModel(Model):
         )
 
     def _paid_usage(
-        self, plan: CallPlan, reported: Any, output: Any, counted: int | None
+        self,
+        plan: CallPlan,
+        reported: Any,
+        output: Any,
+        counted: int | Callable[[], int] | None,
     ) -> tuple[TokenUsage, bool]:
         """The usage to charge for a paid response, and whether it is an estimate.
 
         A provider that reports no usage (or only zeros, as SDK adapters return when
         usage is omitted) is charged the input estimate and the output counted from the
-        stream's deltas or the response's text; never $0.
+        stream's deltas (``counted``: the count, or what counts it when first needed) or
+        the response's text; never $0.
         """
         if isinstance(reported, TokenUsage) or reported is None:
             usage = reported
@@ -602,6 +607,8 @@ class MeteredModel(Model):
                 return usage, True
             if getattr(reported, "output_tokens", 0) is not None:
                 return usage, False  # a reported 0: an empty answer
+            if callable(counted):
+                counted = counted()
             if counted is None:
                 counted = count_output(output, plan.model_name)
             return TokenUsage.normalised(**{**usage.model_dump(), "output_tokens": counted}), True
@@ -614,6 +621,8 @@ class MeteredModel(Model):
                 "ModelSettings(include_usage=True) to get real usage.",
                 plan.model_name,
             )
+        if callable(counted):
+            counted = counted()
         if counted is None:
             counted = count_output(output, plan.model_name)
         if _hides_reasoning(plan.model_name):
@@ -743,9 +752,19 @@ class MeteredModel(Model):
         # on with the previous one's word (no whitespace between) is counted with it, so
         # a provider that splits a word or a token across deltas is not charged a token
         # per piece. Locals, not an object: this runs once per streamed token.
+        # Only a call whose output bound a limit lowered needs the count as it goes (to
+        # stop the stream at the bound); any other call keeps the deltas and counts them
+        # only if its charge needs them (no usage reported, or the stream failed), so a
+        # stream far from every limit does no tokenizer work per delta.
         counted = piece_tokens = 0
         piece = ""
         cut_by_limit = plan.cut_by_limit
+        deltas: list[str] = []
+        keep = deltas.append
+
+        def output_so_far() -> int:
+            return counted if cut_by_limit else count_deltas(deltas, encoding)
+
         stream = plan.inner.stream_response(
             system_instructions,
             input,
@@ -763,28 +782,32 @@ class MeteredModel(Model):
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
                     delta = getattr(event, "delta", None)
-                    if delta:
-                        if piece and delta[0] not in _WHITESPACE:
-                            piece += delta
-                            tokens = count_text(piece, encoding)
-                            counted += tokens - piece_tokens
-                            if len(piece) > _PIECE_MAX:
-                                piece, tokens = "", 0
-                        else:
-                            tokens = count_text(delta, encoding)
-                            counted += tokens
-                            piece = delta
-                        piece_tokens = tokens
-                    if cut_by_limit and counted > plan.output_bound:
-                        raise meter.trip(
-                            _limit_error(
-                                plan, counted, f"stream stopped at {counted} output tokens"
+                    if not cut_by_limit:
+                        if delta:
+                            keep(delta)
+                    else:
+                        if delta:
+                            if piece and delta[0] not in _WHITESPACE:
+                                piece += delta
+                                tokens = count_text(piece, encoding)
+                                counted += tokens - piece_tokens
+                                if len(piece) > _PIECE_MAX:
+                                    piece, tokens = "", 0
+                            else:
+                                tokens = count_text(delta, encoding)
+                                counted += tokens
+                                piece = delta
+                            piece_tokens = tokens
+                        if counted > plan.output_bound:
+                            raise meter.trip(
+                                _limit_error(
+                                    plan, counted, f"stream stopped at {counted} output tokens"
+                                )
                             )
-                        )
                 elif kind == "response.completed" and not plan.hold.released:
                     response = event.response  # type: ignore[union-attr]
                     usage, estimated = self._paid_usage(
-                        plan, response.usage, response.output, counted
+                        plan, response.usage, response.output, output_so_far
                     )
                     await self._settle(
                         plan,
@@ -803,7 +826,7 @@ class MeteredModel(Model):
                     error = await self._settle_cut(
                         plan,
                         _Ended.of(getattr(event, "response", None)),
-                        counted,
+                        output_so_far(),
                         streamed=True,
                     )
                     if error is not None:
@@ -812,9 +835,10 @@ class MeteredModel(Model):
         except BaseException as exc:
             ended = None if plan.hold.released else _Ended.behind(exc)
             if ended is None:
-                await self._settle_failed(plan, counted, streamed=True)
+                if not plan.hold.released:
+                    await self._settle_failed(plan, output_so_far(), streamed=True)
                 raise
-            error = await self._settle_cut(plan, ended, counted, streamed=True)
+            error = await self._settle_cut(plan, ended, output_so_far(), streamed=True)
             if error is not None:
                 raise error from exc
             raise
@@ -824,6 +848,26 @@ class MeteredModel(Model):
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def count_deltas(deltas: Sequence[str], encoding: Any) -> int:
+    """Output tokens of a stream's text deltas, counted as ``stream_response`` counts them
+    while it goes: a delta that goes on with the previous one's word is counted with it."""
+    counted = piece_tokens = 0
+    piece = ""
+    for delta in deltas:
+        if piece and delta[0] not in _WHITESPACE:
+            piece += delta
+            tokens = count_text(piece, encoding)
+            counted += tokens - piece_tokens
+            if len(piece) > _PIECE_MAX:
+                piece, tokens = "", 0
+        else:
+            tokens = count_text(delta, encoding)
+            counted += tokens
+            piece = delta
+        piece_tokens = tokens
+    return counted
 
 
 _PIECE_MAX = 256
