@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import NamedTuple, NoReturn
 
 from .errors import (
-    AgentBudgetExceeded,
     CostLimitExceeded,
     LLMCallLimitExceeded,
     TimeLimitExceeded,

@@ -449,10 +449,6 @@ class _Deadlines:
 
     __slots__ = ("__weakref__", "handle", "runs", "when")
 
-    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
-        weakref.WeakKeyDictionary()
-    )
-
     def __init__(self) -> None:
         self.runs: dict[_Watchdog, float] = {}
         self.handle: asyncio.TimerHandle | None = None
@@ -460,9 +456,9 @@ class _Deadlines:
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Deadlines:
-        deadlines = cls._by_loop.get(loop)
+        deadlines = _LOOP_DEADLINES.get(loop)
         if deadlines is None:
-            deadlines = cls._by_loop[loop] = cls()
+            deadlines = _LOOP_DEADLINES[loop] = cls()
         return deadlines
 
     def add(self, watchdog: _Watchdog, deadline: float) -> None:
@@ -498,6 +494,11 @@ class _Deadlines:
                 watchdog._fire()
             except Exception:
                 logger.exception("agentbudget: stopping a run at its deadline failed")
+
+
+_LOOP_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # -- what instrument() installs in the SDK -------------------------------------------------

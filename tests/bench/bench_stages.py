@@ -44,10 +44,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agents import Runner, set_tracing_disabled  # noqa: E402
-from bench_guard import LIMITS, drain, stream_agent, tool_agent  # noqa: E402
+from agents import Runner, set_tracing_disabled
+from bench_guard import LIMITS, drain, stream_agent, tool_agent
 
-import agentbudget as ab  # noqa: E402
+import agentbudget as ab
 
 BASELINE = Path(__file__).with_name("baseline.json")
 

@@ -2,9 +2,9 @@
 
 Run with ``python tests/bench/profile_stages.py [RUNS]``. Each stage's entry points are
 wrapped with a timer (``perf_counter_ns``; a stage's time excludes the timed stages it
-calls, and the wrapper's own cost, measured on an empty function, is subtracted), then ``RUNS`` guarded runs of ``bench_guard``'s
-one-tool-call workload are timed. The figure per stage is the median over runs of the
-microseconds spent inside it per run. It is a profile, not a benchmark: the wrappers add
+calls, and the wrapper's own cost, measured on an empty function, is subtracted), then
+``RUNS`` guarded runs of ``bench_guard``'s one-tool-call workload are timed. The
+figure per stage is the median over runs of the microseconds spent inside it per run. It is a profile, not a benchmark: the wrappers add
 work, so the ratio of the whole comes from ``bench_stages.py``.
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agents import set_tracing_disabled  # noqa: E402
-from bench_guard import LIMITS, tool_agent  # noqa: E402
+from agents import set_tracing_disabled
+from bench_guard import LIMITS, tool_agent
 
-import agentbudget as ab  # noqa: E402
-from agentbudget import accounts, guard, hooks, interceptor, pipeline  # noqa: E402
+import agentbudget as ab
+from agentbudget import accounts, guard, hooks, interceptor, pipeline
 
 _spent: defaultdict[str, int] = defaultdict(int)
 _calls: defaultdict[str, int] = defaultdict(int)
