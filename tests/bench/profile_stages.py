@@ -4,7 +4,8 @@ Run with ``python tests/bench/profile_stages.py [RUNS]``. Each stage's entry poi
 wrapped with a timer (``perf_counter_ns``; a stage's time excludes the timed stages it
 calls, and the wrapper's own cost, measured on an empty function, is subtracted), then
 ``RUNS`` guarded runs of ``bench_guard``'s one-tool-call workload are timed. The
-figure per stage is the median over runs of the microseconds spent inside it per run. It is a profile, not a benchmark: the wrappers add
+figure per stage is the median over runs of the microseconds spent inside it per run.
+It is a profile, not a benchmark: the wrappers add
 work, so the ratio of the whole comes from ``bench_stages.py``.
 """
 
