@@ -84,6 +84,7 @@ _OUTPUT_DELTA_TYPES = frozenset(
     }
 )
 _TERMINAL_FAILURES = frozenset({"response.incomplete", "response.failed"})
+_NO_NAMES: set[str] = set()  # never changed: the handoff names of a call without handoffs
 _warned_unpriced: set[str] = set()
 _warned_no_usage: set[str] = set()
 
@@ -664,7 +665,9 @@ class MeteredModel(Model):
         try:
             for account in meter.accounts:
                 account.check_after_call()
-            pending = pending_tool_calls(response, {h.tool_name for h in handoffs})
+            pending = pending_tool_calls(
+                response, {h.tool_name for h in handoffs} if handoffs else _NO_NAMES
+            )
             if pending:
                 for account in meter.accounts:
                     account.check_tools(pending)
@@ -759,11 +762,13 @@ class MeteredModel(Model):
         counted = piece_tokens = 0
         piece = ""
         cut_by_limit = plan.cut_by_limit
-        deltas: list[str] = []
-        keep = deltas.append
+        kept: list[Any] = []
+        keep = kept.append
 
         def output_so_far() -> int:
-            return counted if cut_by_limit else count_deltas(deltas, encoding)
+            if cut_by_limit:
+                return counted
+            return count_deltas([d for e in kept if (d := getattr(e, "delta", None))], encoding)
 
         stream = plan.inner.stream_response(
             system_instructions,
@@ -781,11 +786,10 @@ class MeteredModel(Model):
             async for event in stream:
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
-                    delta = getattr(event, "delta", None)
                     if not cut_by_limit:
-                        if delta:
-                            keep(delta)
+                        keep(event)  # its delta is read only if the charge needs it
                     else:
+                        delta = getattr(event, "delta", None)
                         if delta:
                             if piece and delta[0] not in _WHITESPACE:
                                 piece += delta

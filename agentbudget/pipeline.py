@@ -526,11 +526,12 @@ def metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
     """The run loop's model for ``agent``, wrapped in the run's ``MeteredModel``."""
     model: Model = _sdk.original("get_model")(agent, run_config)
     meter = CURRENT_RUN.get()
-    if meter is None or isinstance(model, MeteredModel):
+    # class identity, not isinstance: Model is an ABC, and this runs before every call
+    if meter is None or model.__class__ is MeteredModel:
         return model
     key = (id(model), agent.name)
     proxy = meter.proxies.get(key)
-    if not isinstance(proxy, MeteredModel) or proxy.inner is not model:
+    if proxy is None or proxy.__class__ is not MeteredModel or proxy.inner is not model:
         # A Downgrade by name goes to the provider only when the provider built this model;
         # a Model instance the user gave is matched by its own class and client instead.
         by_name = model is not agent.model and model is not run_config.model
