@@ -951,13 +951,21 @@ def _with(settings: ModelSettings, **changes: Any) -> ModelSettings:
     return copy
 
 
+_IS_CHAT_MODEL: dict[type[Any], bool] = {}
+"""Per model class: whether it is a Chat Completions model (classes are few and live long)."""
+
+
 def _hides_reasoning(model: str) -> bool:
     """OpenAI's reasoning models: billed reasoning tokens that no response shows."""
     return model.lower().rsplit("/", 1)[-1].startswith(_COMPLETION_TOKENS_MODELS)
 
 
 def _wants_completion_tokens(inner: Model) -> bool:
-    if not isinstance(inner, OpenAIChatCompletionsModel):
+    cls = inner.__class__
+    chat = _IS_CHAT_MODEL.get(cls)
+    if chat is None:  # an ABC isinstance per call costs more than the rest of this
+        chat = _IS_CHAT_MODEL[cls] = isinstance(inner, OpenAIChatCompletionsModel)
+    if not chat:
         return False
     name = str(getattr(inner, "model", "")).lower().rsplit("/", 1)[-1]
     return name.startswith(_COMPLETION_TOKENS_MODELS)
