@@ -271,13 +271,16 @@ class MeteredModel(Model):
             raise meter.tripped
         inner = inner if inner is not None else self.inner
         name = name if name is not None else self.name
-        default_bound = getattr(inner, "default_max_tokens", None)
-        if isinstance(default_bound, int) and user_output_bound(request.settings) is None:
-            # a model that always sends a bound (AnthropicModel: Anthropic requires one)
-            # is planned, held and reserved at that bound, not at the price entry's
-            request = dataclasses.replace(
-                request, settings=_with(request.settings, max_tokens=default_bound)
-            )
+        user_bound = user_output_bound(request.settings)
+        if _may_bound_itself(inner):
+            default_bound = getattr(inner, "default_max_tokens", None)
+            if isinstance(default_bound, int) and user_bound is None:
+                # a model that always sends a bound (AnthropicModel: Anthropic requires one)
+                # is planned, held and reserved at that bound, not at the price entry's
+                request = dataclasses.replace(
+                    request, settings=_with(request.settings, max_tokens=default_bound)
+                )
+                user_bound = default_bound
         tool_tokens = request_tool_tokens(
             name, request.tools, request.handoffs, request.output_schema
         )
@@ -288,7 +291,7 @@ class MeteredModel(Model):
                 name, request.instructions, request.input, tool_tokens=tool_tokens
             )
             try:
-                measured = self._measure(request, name, upper)
+                measured = self._measure(request, name, upper, user_bound)
             except AgentBudgetExceeded:
                 measured = None
             if measured is not None and measured.binding is not None:
@@ -299,7 +302,7 @@ class MeteredModel(Model):
                 estimate = estimate_call_input(
                     name, request.instructions, request.input, tool_tokens=tool_tokens
                 )
-                measured = self._measure(request, name, estimate.tokens)
+                measured = self._measure(request, name, estimate.tokens, user_bound)
         except AgentBudgetExceeded as exc:
             raise meter.trip(exc) from None
         bound = measured.bound
@@ -314,7 +317,7 @@ class MeteredModel(Model):
             binding = None  # the budget's cap, not a limit's, bounds this call
         # Whenever a limit or a reservation assumes an output bound, the request carries it.
         if measured.limited or output_cap is not None or meter.policy.budgets is not None:
-            user_bound = user_output_bound(settings)
+            # (a prompt_cache_key never changes the caller's bound: ``user_bound`` stands)
             if user_bound is None or bound < user_bound:
                 settings = with_output_bound(inner, settings, bound)
         worst = _worst_nanos(measured.input_pico, measured.pico_per_output, bound)
@@ -336,7 +339,9 @@ class MeteredModel(Model):
             degraded=degraded,
         )
 
-    def _measure(self, request: CallRequest, name: str, input_tokens: int) -> _Measure:
+    def _measure(
+        self, request: CallRequest, name: str, input_tokens: int, user_bound: int | None
+    ) -> _Measure:
         """Price a call with ``input_tokens`` of input and find the output room every account
         leaves it.
 
@@ -346,7 +351,7 @@ class MeteredModel(Model):
         for account in self.meter.accounts:
             account.check_time()
         price_key, price = self._price(name)
-        bound = user_output_bound(request.settings)
+        bound = user_bound  # user_output_bound(request.settings), found once by plan
         if bound is None:
             bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
         input_pico = 0
@@ -952,6 +957,22 @@ def _with(settings: ModelSettings, **changes: Any) -> ModelSettings:
 
 
 _IS_CHAT_MODEL: dict[type[Any], bool] = {}
+_BOUNDS_ITSELF: dict[type[Any], bool] = {}
+
+
+def _may_bound_itself(inner: Model) -> bool:
+    """Whether ``inner`` may have a ``default_max_tokens`` (AnthropicModel's property, an
+    instance attribute, or one a ``__getattr__`` forwards): the class is asked once, so a
+    model without one costs no failing ``getattr`` before every call."""
+    cls = inner.__class__
+    found = _BOUNDS_ITSELF.get(cls)
+    if found is None:
+        found = _BOUNDS_ITSELF[cls] = hasattr(cls, "default_max_tokens") or hasattr(
+            cls, "__getattr__"
+        )
+    return found or "default_max_tokens" in getattr(inner, "__dict__", ())
+
+
 """Per model class: whether it is a Chat Completions model (classes are few and live long)."""
 
 

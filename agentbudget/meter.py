@@ -107,12 +107,18 @@ class RunMeter:
         """Charge a priced (or unpriced) call to every account and every run in the chain."""
         for account in self.accounts:
             account.charge(call)
+        if self.parent is None:
+            self.calls.append(call)
+            return
         for meter in self.chain():
             meter.calls.append(call)
 
     def record_tool(self, name: str) -> None:
         for account in self.accounts:
             account.count_tool()
+        if self.parent is None:
+            self.tool_names.append(name)
+            return
         for meter in self.chain():
             meter.tool_names.append(name)
 
