@@ -767,13 +767,13 @@ class MeteredModel(Model):
         counted = piece_tokens = 0
         piece = ""
         cut_by_limit = plan.cut_by_limit
-        kept: list[Any] = []
+        kept: list[str | None] = []
         keep = kept.append
 
         def output_so_far() -> int:
             if cut_by_limit:
                 return counted
-            return count_deltas([d for e in kept if (d := getattr(e, "delta", None))], encoding)
+            return count_deltas([delta for delta in kept if delta], encoding)
 
         stream = plan.inner.stream_response(
             system_instructions,
@@ -792,7 +792,9 @@ class MeteredModel(Model):
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
                     if not cut_by_limit:
-                        keep(event)  # its delta is read only if the charge needs it
+                        # the text only (as long as the answer), not the event: counted
+                        # only if the charge needs it
+                        keep(getattr(event, "delta", None))
                     else:
                         delta = getattr(event, "delta", None)
                         if delta:
