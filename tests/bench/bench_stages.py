@@ -19,8 +19,9 @@ and, for the streamed path, bare ``run_streamed`` against ``limits`` on a stream
 
 Each round runs every configuration once, back to back, in an order that rotates from
 round to round (interleaved pairs with the bare run), so machine noise hits every arm; a
-configuration's figure is the median over rounds of its run's CPU time divided by the
-bare run's of the same round (the wall-clock ratio is printed beside it, and the CPU
+configuration's figure is the median over rounds of its run's CPU time (the calling
+thread's: the sink worker's writes are off the call path) divided by the bare run's of
+the same round (the wall-clock ratio is printed beside it, and the CPU
 ratio's interquartile range as its noise). ``RUNS`` is the number of rounds (default
 400; the stream runs a quarter as many).
 
@@ -107,7 +108,13 @@ def configurations(jsonl: Path) -> list[tuple[str, Arm]]:
     return arms
 
 
+_FLUSH: list[ab.Guard] = []
+"""The guards with sinks, flushed after every timed run."""
+
+
 def _guarded(guard: ab.Guard, kwargs: dict[str, Any]) -> Arm:
+    if guard.sinks:
+        _FLUSH.append(guard)
     return lambda: guard.run(tool_agent(), "question", **kwargs)
 
 
@@ -120,10 +127,19 @@ def stream_configurations() -> list[tuple[str, Arm]]:
 
 
 async def _once(fn: Arm) -> tuple[float, float]:
-    """Wall and CPU seconds of one call of ``fn``."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    """Wall and CPU seconds of one call of ``fn``, then every guard's sinks flushed (not
+    timed), so no run's report is written while another arm is timed.
+
+    CPU is this thread's (``time.thread_time``): the call path runs here, and the sink
+    dispatcher's worker thread, whose writes are off the call path by design, would
+    otherwise charge its work to whichever arm runs beside it.
+    """
+    wall, cpu = time.perf_counter(), time.thread_time()
     await fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    took = time.perf_counter() - wall, time.thread_time() - cpu
+    for guard in _FLUSH:
+        guard.flush()
+    return took
 
 
 async def measure(arms: list[tuple[str, Arm]], rounds: int) -> list[dict[str, Any]]:
