@@ -136,6 +136,8 @@ def install(
     Raises:
         ConfigurationError: the SDK lacks one of the internals (see ``check_sdk``).
     """
+    if _installed:
+        return  # Guard.run asks on every run: no lock once installed
     with _lock:
         if _installed:
             return

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from .errors import (
-    AgentBudgetExceeded,
     CostLimitExceeded,
     LLMCallLimitExceeded,
     TimeLimitExceeded,
@@ -243,19 +242,13 @@ class Account:
     def check_after_call(self) -> None:
         """Backstop after a call settles: raise if actual usage passed a limit."""
         lim = self.limits
-        checks: list[tuple[str, int | None, int, type[AgentBudgetExceeded]]] = [
-            ("max_tokens", lim.max_tokens, self.total_tokens, TokenLimitExceeded),
-            ("max_input_tokens", lim.max_input_tokens, self.input_tokens, TokenLimitExceeded),
-            ("max_output_tokens", lim.max_output_tokens, self.output_tokens, TokenLimitExceeded),
-        ]
-        for name, allowed, observed, exc in checks:
-            if allowed is not None and observed > allowed:
-                raise exc(
-                    f"{self.name}: {observed} tokens used, past {name}={allowed}",
-                    limit=name,
-                    allowed=allowed,
-                    observed=observed,
-                )
+        # unrolled (no list of checks per call): this runs after every call on every account
+        if lim.max_tokens is not None and self.total_tokens > lim.max_tokens:
+            self._token_error("max_tokens", lim.max_tokens, self.total_tokens)
+        if lim.max_input_tokens is not None and self.input_tokens > lim.max_input_tokens:
+            self._token_error("max_input_tokens", lim.max_input_tokens, self.input_tokens)
+        if lim.max_output_tokens is not None and self.output_tokens > lim.max_output_tokens:
+            self._token_error("max_output_tokens", lim.max_output_tokens, self.output_tokens)
         if lim.max_cost_nanos is not None and self.cost_nanos > lim.max_cost_nanos:
             raise CostLimitExceeded(
                 f"{self.name}: spent ${self.cost_usd}, past max_cost_usd=${lim.max_cost_usd}",
@@ -263,6 +256,14 @@ class Account:
                 allowed=lim.max_cost_usd,
                 observed=self.cost_usd,
             )
+
+    def _token_error(self, name: str, allowed: int, observed: int) -> NoReturn:
+        raise TokenLimitExceeded(
+            f"{self.name}: {observed} tokens used, past {name}={allowed}",
+            limit=name,
+            allowed=allowed,
+            observed=observed,
+        )
 
     # -- holds and charges ---------------------------------------------------------------
 

@@ -109,6 +109,7 @@ class Guard:
         local = local_names(routing.router) if routing is not None else set()
         if local:
             table = table.with_local_models(local)  # a router's local models cost $0
+        self._anonymous: RunRequest | None = None
         self.policy = RunPolicy(
             limits=limits or Limits(),
             prices=table,
@@ -177,10 +178,17 @@ class Guard:
         return next((s for s in self.policy.stages if isinstance(s, ResponseCache)), None)
 
     def _request(self, user: str | None, team: str | None) -> RunRequest:
+        instrument()
+        policy = self.policy
+        if user is None and team is None:
+            # the common request, made once per policy (a request is frozen)
+            anonymous = self._anonymous
+            if anonymous is None or anonymous.policy is not policy:
+                anonymous = self._anonymous = RunRequest(policy=policy, user=None, team=None)
+            return anonymous
         check_optional_id("user", user)
         check_optional_id("team", team)
-        instrument()
-        return RunRequest(policy=self.policy, user=user, team=team)
+        return RunRequest(policy=policy, user=user, team=team)
 
     async def run(
         self,

@@ -84,6 +84,7 @@ _OUTPUT_DELTA_TYPES = frozenset(
     }
 )
 _TERMINAL_FAILURES = frozenset({"response.incomplete", "response.failed"})
+_NO_NAMES: set[str] = set()  # never changed: the handoff names of a call without handoffs
 _warned_unpriced: set[str] = set()
 _warned_no_usage: set[str] = set()
 
@@ -278,13 +279,16 @@ class MeteredModel(Model):
         name = name if name is not None else self.name
         if inner is not self.inner:
             counted_input = None  # counted for the model that was replaced
-        default_bound = getattr(inner, "default_max_tokens", None)
-        if isinstance(default_bound, int) and user_output_bound(request.settings) is None:
-            # a model that always sends a bound (AnthropicModel: Anthropic requires one)
-            # is planned, held and reserved at that bound, not at the price entry's
-            request = dataclasses.replace(
-                request, settings=_with(request.settings, max_tokens=default_bound)
-            )
+        user_bound = user_output_bound(request.settings)
+        if _may_bound_itself(inner):
+            default_bound = getattr(inner, "default_max_tokens", None)
+            if isinstance(default_bound, int) and user_bound is None:
+                # a model that always sends a bound (AnthropicModel: Anthropic requires one)
+                # is planned, held and reserved at that bound, not at the price entry's
+                request = dataclasses.replace(
+                    request, settings=_with(request.settings, max_tokens=default_bound)
+                )
+                user_bound = default_bound
         tool_tokens = request_tool_tokens(
             name, request.tools, request.handoffs, request.output_schema
         )
@@ -292,7 +296,7 @@ class MeteredModel(Model):
         exact = True
         if counted_input is not None:
             try:
-                measured = self._measure(request, name, counted_input)
+                measured = self._measure(request, name, counted_input, user_bound)
             except AgentBudgetExceeded as exc:
                 raise meter.trip(exc) from None
         elif meter.policy.budgets is None and output_cap is None:
@@ -300,7 +304,7 @@ class MeteredModel(Model):
                 name, request.instructions, request.input, tool_tokens=tool_tokens
             )
             try:
-                measured = self._measure(request, name, upper)
+                measured = self._measure(request, name, upper, user_bound)
             except AgentBudgetExceeded:
                 measured = None
             if measured is not None and measured.binding is not None:
@@ -311,7 +315,7 @@ class MeteredModel(Model):
                 estimate = estimate_call_input(
                     name, request.instructions, request.input, tool_tokens=tool_tokens
                 )
-                measured = self._measure(request, name, estimate.tokens)
+                measured = self._measure(request, name, estimate.tokens, user_bound)
         except AgentBudgetExceeded as exc:
             raise meter.trip(exc) from None
         bound = measured.bound
@@ -326,7 +330,7 @@ class MeteredModel(Model):
             binding = None  # the budget's cap, not a limit's, bounds this call
         # Whenever a limit or a reservation assumes an output bound, the request carries it.
         if measured.limited or output_cap is not None or meter.policy.budgets is not None:
-            user_bound = user_output_bound(settings)
+            # (a prompt_cache_key never changes the caller's bound: ``user_bound`` stands)
             if user_bound is None or bound < user_bound:
                 settings = with_output_bound(inner, settings, bound)
         worst = _worst_nanos(measured.input_pico, measured.pico_per_output, bound)
@@ -349,7 +353,9 @@ class MeteredModel(Model):
             counted_input=counted_input,
         )
 
-    def _measure(self, request: CallRequest, name: str, input_tokens: int) -> _Measure:
+    def _measure(
+        self, request: CallRequest, name: str, input_tokens: int, user_bound: int | None
+    ) -> _Measure:
         """Price a call with ``input_tokens`` of input and find the output room every account
         leaves it.
 
@@ -359,7 +365,7 @@ class MeteredModel(Model):
         for account in self.meter.accounts:
             account.check_time()
         price_key, price = self._price(name)
-        bound = user_output_bound(request.settings)
+        bound = user_bound  # user_output_bound(request.settings), found once by plan
         if bound is None:
             bound = (price.max_output_tokens if price else None) or DEFAULT_OUTPUT_BOUND
         input_pico = 0
@@ -669,13 +675,18 @@ class MeteredModel(Model):
         )
 
     def _paid_usage(
-        self, plan: CallPlan, reported: Any, output: Any, counted: int | None
+        self,
+        plan: CallPlan,
+        reported: Any,
+        output: Any,
+        counted: int | Callable[[], int] | None,
     ) -> tuple[TokenUsage, bool]:
         """The usage to charge for a paid response, and whether it is an estimate.
 
         A provider that reports no usage (or only zeros, as SDK adapters return when
         usage is omitted) is charged the input estimate and the output counted from the
-        stream's deltas or the response's text; never $0.
+        stream's deltas (``counted``: the count, or what counts it when first needed) or
+        the response's text; never $0.
         """
         if isinstance(reported, TokenUsage) or reported is None:
             usage = reported
@@ -692,6 +703,8 @@ class MeteredModel(Model):
                 return usage, True
             if getattr(reported, "output_tokens", 0) is not None:
                 return usage, False  # a reported 0: an empty answer
+            if callable(counted):
+                counted = counted()
             if counted is None:
                 counted = count_output(output, plan.model_name)
             return TokenUsage.normalised(**{**usage.model_dump(), "output_tokens": counted}), True
@@ -704,6 +717,8 @@ class MeteredModel(Model):
                 "ModelSettings(include_usage=True) to get real usage.",
                 plan.model_name,
             )
+        if callable(counted):
+            counted = counted()
         if counted is None:
             counted = count_output(output, plan.model_name)
         if _hides_reasoning(plan.model_name):
@@ -745,7 +760,9 @@ class MeteredModel(Model):
         try:
             for account in meter.accounts:
                 account.check_after_call()
-            pending = pending_tool_calls(response, {h.tool_name for h in handoffs})
+            pending = pending_tool_calls(
+                response, {h.tool_name for h in handoffs} if handoffs else _NO_NAMES
+            )
             if pending:
                 for account in meter.accounts:
                     account.check_tools(pending)
@@ -919,9 +936,21 @@ class MeteredModel(Model):
         # on with the previous one's word (no whitespace between) is counted with it, so
         # a provider that splits a word or a token across deltas is not charged a token
         # per piece. Locals, not an object: this runs once per streamed token.
+        # Only a call whose output bound a limit lowered needs the count as it goes (to
+        # stop the stream at the bound); any other call keeps the deltas and counts them
+        # only if its charge needs them (no usage reported, or the stream failed), so a
+        # stream far from every limit does no tokenizer work per delta.
         counted = piece_tokens = 0
         piece = ""
         cut_by_limit = plan.cut_by_limit
+        kept: list[str | None] = []
+        keep = kept.append
+
+        def output_so_far() -> int:
+            if cut_by_limit:
+                return counted
+            return count_deltas([delta for delta in kept if delta], encoding)
+
         stream = plan.inner.stream_response(
             system_instructions,
             input,
@@ -938,29 +967,34 @@ class MeteredModel(Model):
             async for event in stream:
                 kind = getattr(event, "type", None)
                 if kind in _OUTPUT_DELTA_TYPES:
-                    delta = getattr(event, "delta", None)
-                    if delta:
-                        if piece and delta[0] not in _WHITESPACE:
-                            piece += delta
-                            tokens = count_text(piece, encoding)
-                            counted += tokens - piece_tokens
-                            if len(piece) > _PIECE_MAX:
-                                piece, tokens = "", 0
-                        else:
-                            tokens = count_text(delta, encoding)
-                            counted += tokens
-                            piece = delta
-                        piece_tokens = tokens
-                    if cut_by_limit and counted > plan.output_bound:
-                        raise meter.trip(
-                            _limit_error(
-                                plan, counted, f"stream stopped at {counted} output tokens"
+                    if not cut_by_limit:
+                        # the text only (as long as the answer), not the event: counted
+                        # only if the charge needs it
+                        keep(getattr(event, "delta", None))
+                    else:
+                        delta = getattr(event, "delta", None)
+                        if delta:
+                            if piece and delta[0] not in _WHITESPACE:
+                                piece += delta
+                                tokens = count_text(piece, encoding)
+                                counted += tokens - piece_tokens
+                                if len(piece) > _PIECE_MAX:
+                                    piece, tokens = "", 0
+                            else:
+                                tokens = count_text(delta, encoding)
+                                counted += tokens
+                                piece = delta
+                            piece_tokens = tokens
+                        if counted > plan.output_bound:
+                            raise meter.trip(
+                                _limit_error(
+                                    plan, counted, f"stream stopped at {counted} output tokens"
+                                )
                             )
-                        )
                 elif kind == "response.completed" and not plan.hold.released:
                     response = event.response  # type: ignore[union-attr]
                     usage, estimated = self._paid_usage(
-                        plan, response.usage, response.output, counted
+                        plan, response.usage, response.output, output_so_far
                     )
                     await self._settle(
                         plan,
@@ -979,7 +1013,7 @@ class MeteredModel(Model):
                     error = await self._settle_cut(
                         plan,
                         _Ended.of(getattr(event, "response", None)),
-                        counted,
+                        output_so_far(),
                         streamed=True,
                     )
                     if error is not None:
@@ -988,9 +1022,10 @@ class MeteredModel(Model):
         except BaseException as exc:
             ended = None if plan.hold.released else _Ended.behind(exc)
             if ended is None:
-                await self._settle_failed(plan, counted, streamed=True)
+                if not plan.hold.released:
+                    await self._settle_failed(plan, output_so_far(), streamed=True)
                 raise
-            error = await self._settle_cut(plan, ended, counted, streamed=True)
+            error = await self._settle_cut(plan, ended, output_so_far(), streamed=True)
             if error is not None:
                 raise error from exc
             raise
@@ -1000,6 +1035,26 @@ class MeteredModel(Model):
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def count_deltas(deltas: Sequence[str], encoding: Any) -> int:
+    """Output tokens of a stream's text deltas, counted as ``stream_response`` counts them
+    while it goes: a delta that goes on with the previous one's word is counted with it."""
+    counted = piece_tokens = 0
+    piece = ""
+    for delta in deltas:
+        if piece and delta[0] not in _WHITESPACE:
+            piece += delta
+            tokens = count_text(piece, encoding)
+            counted += tokens - piece_tokens
+            if len(piece) > _PIECE_MAX:
+                piece, tokens = "", 0
+        else:
+            tokens = count_text(delta, encoding)
+            counted += tokens
+            piece = delta
+        piece_tokens = tokens
+    return counted
 
 
 _PIECE_MAX = 256
@@ -1106,13 +1161,37 @@ def _with(settings: ModelSettings, **changes: Any) -> ModelSettings:
     return copy
 
 
+_IS_CHAT_MODEL: dict[type[Any], bool] = {}
+_BOUNDS_ITSELF: dict[type[Any], bool] = {}
+
+
+def _may_bound_itself(inner: Model) -> bool:
+    """Whether ``inner`` may have a ``default_max_tokens`` (AnthropicModel's property, an
+    instance attribute, or one a ``__getattr__`` forwards): the class is asked once, so a
+    model without one costs no failing ``getattr`` before every call."""
+    cls = inner.__class__
+    found = _BOUNDS_ITSELF.get(cls)
+    if found is None:
+        found = _BOUNDS_ITSELF[cls] = hasattr(cls, "default_max_tokens") or hasattr(
+            cls, "__getattr__"
+        )
+    return found or "default_max_tokens" in getattr(inner, "__dict__", ())
+
+
+"""Per model class: whether it is a Chat Completions model (classes are few and live long)."""
+
+
 def _hides_reasoning(model: str) -> bool:
     """OpenAI's reasoning models: billed reasoning tokens that no response shows."""
     return model.lower().rsplit("/", 1)[-1].startswith(_COMPLETION_TOKENS_MODELS)
 
 
 def _wants_completion_tokens(inner: Model) -> bool:
-    if not isinstance(inner, OpenAIChatCompletionsModel):
+    cls = inner.__class__
+    chat = _IS_CHAT_MODEL.get(cls)
+    if chat is None:  # an ABC isinstance per call costs more than the rest of this
+        chat = _IS_CHAT_MODEL[cls] = isinstance(inner, OpenAIChatCompletionsModel)
+    if not chat:
         return False
     name = str(getattr(inner, "model", "")).lower().rsplit("/", 1)[-1]
     return name.startswith(_COMPLETION_TOKENS_MODELS)

@@ -60,7 +60,6 @@ class RunMeter:
     user: str | None = None
     team: str | None = None
     parent: RunMeter | None = None
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     calls: list[CallRecord] = field(default_factory=list)
     tool_names: list[str] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
@@ -80,6 +79,16 @@ class RunMeter:
     """Models whose ``_cleanup_on_run_end`` this run has forwarded."""
     context_saved_pending: int = 0
     """Input tokens the context budget removed from the next call (its record takes them)."""
+    _run_id: str | None = field(default=None, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (a UUID4 in hex), drawn when first read: a run whose report
+        nobody reads never pays for it."""
+        run_id = self._run_id
+        if run_id is None:
+            run_id = self._run_id = uuid.uuid4().hex
+        return run_id
 
     def take_context_saved(self) -> int:
         """The tokens removed from the call being recorded (then 0 for the next one)."""
@@ -112,12 +121,18 @@ class RunMeter:
         """Charge a priced (or unpriced) call to every account and every run in the chain."""
         for account in self.accounts:
             account.charge(call)
+        if self.parent is None:
+            self.calls.append(call)
+            return
         for meter in self.chain():
             meter.calls.append(call)
 
     def record_tool(self, name: str) -> None:
         for account in self.accounts:
             account.count_tool()
+        if self.parent is None:
+            self.tool_names.append(name)
+            return
         for meter in self.chain():
             meter.tool_names.append(name)
 

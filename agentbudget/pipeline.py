@@ -23,8 +23,10 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
+import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -439,47 +441,112 @@ def _time_limit(meter: RunMeter) -> AgentBudgetExceeded:
 
 
 class _Watchdog:
-    """Stops a run at its ``max_seconds`` deadline: one loop timer, no task per run.
+    """Stops a run at its ``max_seconds`` deadline: no task and no timer of its own per run.
 
     ``Runner.run`` is stopped by cancelling its task (a hanging tool or model call is
     interrupted wherever it awaits); a streamed run by storing the time limit where the
-    SDK raises it and cancelling the stream.
+    SDK raises it and cancelling the stream. The runs of one event loop share one loop
+    timer (``_Deadlines``), so starting and cancelling a watchdog is two dict operations,
+    not a ``call_at`` and a cancelled timer left in the loop's heap until its due time.
     """
 
-    __slots__ = ("fired", "handle", "meter", "stop")
+    __slots__ = ("deadlines", "fired", "meter", "stop")
 
     def __init__(self, meter: RunMeter, deadline: float, stop: Callable[[], None]) -> None:
         self.meter = meter
         self.stop = stop
         self.fired = False
-        loop = asyncio.get_running_loop()
-        # An empty context: a timer holds its context until its due time even when
-        # cancelled, and the run's context holds the meter, its models and agents.
-        self.handle = loop.call_at(
-            loop.time() + max(deadline - time.monotonic(), 0),
-            self._fire,
-            context=contextvars.Context(),
-        )
+        self.deadlines = _Deadlines.of(asyncio.get_running_loop())
+        self.deadlines.add(self, deadline)
 
     @classmethod
     def start(cls, meter: RunMeter, stop: Callable[[], None]) -> _Watchdog | None:
         if meter.parent is not None:
             return None  # nested runs are covered by the enclosing run's watchdog
-        deadlines = [d for d in (a.deadline() for a in meter.accounts) if d is not None]
-        if not deadlines:
+        deadline: float | None = None
+        for account in meter.accounts:
+            due = account.deadline()
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
+        if deadline is None:
             return None
-        return cls(meter, min(deadlines), stop)
+        return cls(meter, deadline, stop)
 
     def _fire(self) -> None:
         self.fired = True
         self.stop()
 
     def cancel(self) -> None:
-        self.handle.cancel()
+        self.deadlines.remove(self)
 
     def time_limit(self) -> AgentBudgetExceeded:
         """The error to raise instead of the cancellation this watchdog caused."""
         return _time_limit(self.meter)
+
+
+class _Deadlines:
+    """The watchdogs of one event loop and the one timer that serves them all.
+
+    The timer is due at the earliest deadline it was armed for; when it fires, it stops
+    every run whose deadline has passed and is armed again for the earliest one left. A
+    run that ends only leaves the table (the timer may then fire for nobody, once). A new
+    deadline earlier than the timer's re-arms it. The timer runs in an empty context and
+    the table holds only live runs, so an ended run's meter, models and agents are never
+    kept alive by the loop.
+    """
+
+    __slots__ = ("__weakref__", "handle", "runs", "when")
+
+    def __init__(self) -> None:
+        self.runs: dict[_Watchdog, float] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.when = math.inf
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Deadlines:
+        deadlines = _LOOP_DEADLINES.get(loop)
+        if deadlines is None:
+            deadlines = _LOOP_DEADLINES[loop] = cls()
+        return deadlines
+
+    def add(self, watchdog: _Watchdog, deadline: float) -> None:
+        self.runs[watchdog] = deadline
+        if deadline < self.when:
+            self._arm(deadline)
+
+    def remove(self, watchdog: _Watchdog) -> None:
+        self.runs.pop(watchdog, None)
+
+    def _arm(self, deadline: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        loop = asyncio.get_running_loop()
+        self.when = deadline
+        self.handle = loop.call_at(
+            loop.time() + max(deadline - time.monotonic(), 0),
+            self._fire,
+            context=contextvars.Context(),
+        )
+
+    def _fire(self) -> None:
+        self.handle = None
+        self.when = math.inf
+        now = time.monotonic()
+        due = [watchdog for watchdog, deadline in self.runs.items() if deadline <= now]
+        for watchdog in due:
+            del self.runs[watchdog]
+        if self.runs:
+            self._arm(min(self.runs.values()))
+        for watchdog in due:
+            try:
+                watchdog._fire()
+            except Exception:
+                logger.exception("agentbudget: stopping a run at its deadline failed")
+
+
+_LOOP_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # -- what instrument() installs in the SDK -------------------------------------------------
@@ -507,11 +574,12 @@ def metered_get_model(agent: Agent[Any], run_config: RunConfig) -> Model:
     """The run loop's model for ``agent``, wrapped in the run's ``MeteredModel``."""
     model: Model = _sdk.original("get_model")(agent, run_config)
     meter = CURRENT_RUN.get()
-    if meter is None or isinstance(model, MeteredModel):
+    # class identity, not isinstance: Model is an ABC, and this runs before every call
+    if meter is None or model.__class__ is MeteredModel:
         return model
     key = (id(model), agent.name)
     proxy = meter.proxies.get(key)
-    if not isinstance(proxy, MeteredModel) or proxy.inner is not model:
+    if proxy is None or proxy.__class__ is not MeteredModel or proxy.inner is not model:
         # A Downgrade by name goes to the provider only when the provider built this model;
         # a Model instance the user gave is matched by its own class and client instead.
         by_name = model is not agent.model and model is not run_config.model

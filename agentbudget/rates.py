@@ -184,6 +184,18 @@ class ModelPrice(_Rates):
         """The cost of one request in whole nano-USD, rounded up."""
         rates = self.rates_for(usage.input_tokens)
         pico_rates, pico_exact = rates.pico_rates()
+        if pico_exact:
+            # the common case, with integer rates only: a bucket with no rate (or a long
+            # cache write priced at the 5-minute rate) takes the general path below
+            pico = 0
+            for bucket, tokens in usage.buckets(separate_reasoning=rates.reasoning is not None):
+                if tokens:
+                    rate_pico = pico_rates.get(bucket)
+                    if rate_pico is None:
+                        break
+                    pico += tokens * rate_pico
+            else:
+                return pico_to_nanos(pico)
         pico = 0
         exact = Decimal(0)
         for bucket, tokens in usage.buckets(separate_reasoning=rates.reasoning is not None):

@@ -111,8 +111,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 
 @functools.lru_cache(maxsize=1_024)
+@functools.lru_cache(maxsize=1_024)
 def encoding_for_model(model: str) -> tuple[str, str | None]:
-    """``(encoding name, approximation family or None)`` for a model name."""
+    """``(encoding name, approximation family or None)`` for a model name (memoised: it
+    is asked several times before every call)."""
     name = model.lower().rsplit("/", 1)[-1]
     if name.startswith(("gpt-4-", "gpt-3.5")) or name == "gpt-4":
         return "cl100k_base", None

@@ -183,14 +183,25 @@ class TokenUsage(_Checked):
         writes = max(cache_write_tokens, 0)
         long_writes = max(cache_write_1h_tokens, 0)
         reasoning = max(reasoning_tokens, 0)
-        return cls.model_construct(
-            input_tokens=max(input_tokens, cached + writes + long_writes, 0),
-            cached_input_tokens=cached,
-            cache_write_tokens=writes,
-            cache_write_1h_tokens=long_writes,
-            output_tokens=max(output_tokens, reasoning, 0),
-            reasoning_tokens=reasoning,
+        # What ``model_construct`` builds for a complete set of fields, without its
+        # per-field loop (6 us of the 11 a call's usage took; this runs after every call).
+        usage: TokenUsage = cls.__new__(cls)
+        object.__setattr__(
+            usage,
+            "__dict__",
+            {
+                "input_tokens": max(input_tokens, cached + writes + long_writes, 0),
+                "cached_input_tokens": cached,
+                "cache_write_tokens": writes,
+                "cache_write_1h_tokens": long_writes,
+                "output_tokens": max(output_tokens, reasoning, 0),
+                "reasoning_tokens": reasoning,
+            },
         )
+        object.__setattr__(usage, "__pydantic_fields_set__", set(_FIELDS))
+        object.__setattr__(usage, "__pydantic_extra__", None)
+        object.__setattr__(usage, "__pydantic_private__", None)
+        return usage
 
     @property
     def is_empty(self) -> bool:
@@ -245,6 +256,9 @@ class TokenUsage(_Checked):
                 entries.append(cls(**rest))
             return entries
         raise TypeError(f"usage must be agents.Usage or TokenUsage, got {type(usage).__name__}")
+
+
+_FIELDS = tuple(TokenUsage.model_fields)
 
 
 def _field(source: Any, name: str) -> Any:

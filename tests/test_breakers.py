@@ -312,6 +312,36 @@ async def test_hanging_stream_is_stopped_at_max_seconds() -> None:
     assert ab.report_of(streamed).outcome == "tripped"
 
 
+async def test_concurrent_runs_share_one_timer_and_each_stops_at_its_own_deadline() -> None:
+    """The runs of one loop share one watchdog timer: a run with an earlier deadline that
+    starts after a later one still stops on time, the later one stops at its own, and
+    no run is left in the loop's table once it ended."""
+    from agentbudget import pipeline
+
+    def hanging() -> Agent[Any]:
+        return Agent(
+            name="w",
+            tools=[sleepy],
+            model=scripted_model("gpt-4o", [tool_call("sleepy"), reply("never")]),
+        )
+
+    async def timed(max_seconds: float) -> float:
+        started = time.monotonic()
+        with pytest.raises(ab.TimeLimitExceeded):
+            await ab.Guard(limits=ab.Limits(max_seconds=max_seconds)).run(hanging(), "hi")
+        return time.monotonic() - started
+
+    quick = ab.Guard(limits=ab.Limits(max_seconds=60))
+    await quick.run(Agent(name="q", model=scripted_model("gpt-4o", [reply("ok")])), "hi")
+    late = asyncio.ensure_future(timed(0.9))  # the timer is armed for the 60 s run first
+    await asyncio.sleep(0.05)
+    early = await timed(0.3)
+    assert 0.3 <= early < 0.5
+    assert 0.9 <= await late < 1.1
+    deadlines = pipeline._LOOP_DEADLINES[asyncio.get_running_loop()]
+    assert deadlines.runs == {}  # ended runs (tripped or completed) hold nothing
+
+
 async def test_retries_do_not_bypass_a_trip() -> None:
     from agents import ModelSettings
     from agents.retry import ModelRetrySettings, retry_policies
