@@ -51,7 +51,10 @@ def bench(session: nox.Session) -> None:
     install_project(session)
     for script in sorted(glob.glob("tests/bench/bench_*.py")):
         session.log(f"--- {script}")
-        session.run("python", script, *session.posargs)
+        # bench_stages.py is the regression guard: it fails when the limits-only ratio
+        # exceeds tests/bench/baseline.json's figure by more than its noise
+        check = ["--check"] if script.endswith("bench_stages.py") else []
+        session.run("python", script, *session.posargs, *check)
 
 
 @nox.session

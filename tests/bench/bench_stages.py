@@ -12,7 +12,8 @@ what that stage costs), all against bare ``Runner.run`` on the one-tool-call wor
 - ``+ sinks``: a ``JsonlSink`` behind the sink dispatcher (a temporary file);
 - ``+ cache miss``: a ``ResponseCache`` on ``memory://``, every run a miss (``no_store``);
 - ``+ context``: a ``ContextBudget`` (8,000 input tokens; never trims here);
-- ``+ router``: reserved for the router stage (``ROUTER`` below, None until it lands).
+- ``+ router``: a router stage routing every run to the agent's own scripted model
+  (``ROUTER`` below): the stage's work without a model the workload cannot run.
 
 and, for the streamed path, bare ``run_streamed`` against ``limits`` on a stream of
 2,000 text deltas.
@@ -52,9 +53,21 @@ import agentbudget as ab
 
 BASELINE = Path(__file__).with_name("baseline.json")
 
-ROUTER: Callable[[], Any] | None = None
-"""Builds the router of the ``+ router`` configuration (``Guard(router=...)``); None until
-the router stage lands, and the row is then skipped."""
+
+class _KeepModel:
+    """A router that routes every run to the starting agent's own (scripted) model: the
+    stage's work - the request, the decision, the agent clone, the recorded route -
+    without a model the scripted workload cannot run."""
+
+    async def route(self, request: Any) -> ab.Route:
+        return self.route_sync(request)
+
+    def route_sync(self, request: Any) -> ab.Route:
+        return ab.Route(model=request.agent.model, reason="bench: the agent's own model")
+
+
+ROUTER: Callable[[], Any] | None = _KeepModel
+"""Builds the router of the ``+ router`` configuration (``Guard(router=...)``)."""
 
 Arm = Callable[[], Awaitable[Any]]
 
