@@ -245,6 +245,10 @@ class ContextBudget:
             ),
         )
 
+    def wants_report(self, run: Any) -> bool:
+        """Never: the saved tokens are already in the report's calls."""
+        return False
+
     def finish(self, run: Any, report: RunReport, result: Any) -> None:
         """Nothing to do: the saved tokens are already in the report's calls."""
 

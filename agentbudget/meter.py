@@ -7,8 +7,8 @@ run, the error that tripped it. It builds the run's ``RunReport``.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -83,11 +83,11 @@ class RunMeter:
 
     @property
     def run_id(self) -> str:
-        """The run's id (a UUID4 in hex), drawn when first read: a run whose report
-        nobody reads never pays for it."""
+        """The run's id (32 hex digits: 128 random bits), drawn when first read: a run
+        whose report nobody reads never pays for it."""
         run_id = self._run_id
         if run_id is None:
-            run_id = self._run_id = uuid.uuid4().hex
+            run_id = self._run_id = os.urandom(16).hex()  # 32 hex digits, as uuid4().hex
         return run_id
 
     def take_context_saved(self) -> int:
@@ -148,8 +148,20 @@ class RunMeter:
         self, *, outcome: str = "completed", error: BaseException | None = None
     ) -> RunReport:
         records = tuple(self.calls)
-        input_tokens = sum(c.input_tokens for c in records)
-        output_tokens = sum(c.output_tokens for c in records)
+        # one pass over the calls (a report is built once per run that someone reads)
+        input_tokens = output_tokens = cached = unpriced = 0
+        context_tokens = context_nanos = cache_nanos = priced_nanos = 0
+        for c in records:
+            input_tokens += c.input_tokens
+            output_tokens += c.output_tokens
+            cached += c.cached_input_tokens
+            context_tokens += c.context_saved_tokens
+            context_nanos += c.context_saved_nanos
+            cache_nanos += c.cache_saved_nanos
+            if c.nanos is None:
+                unpriced += 1
+            else:
+                priced_nanos += c.nanos
         duration = self.finished_duration
         if duration is None:
             duration = time.monotonic() - self.t0
@@ -165,17 +177,18 @@ class RunMeter:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=input_tokens + output_tokens,
-            cost_usd=_total_usd(records),
-            unpriced_calls=sum(1 for c in records if c.nanos is None),
+            # None when there were calls and none had a price
+            cost_usd=None if records and unpriced == len(records) else _usd(priced_nanos),
+            unpriced_calls=unpriced,
             duration_s=round(duration, 6),
             started_at=self.started_at,
             cache_hit=self.cache_hit,
             saved_usd=self.saved_usd,
             route=self.route,
-            context_saved_tokens=sum(c.context_saved_tokens for c in records),
-            context_saved_usd=nanos_to_usd(sum(c.context_saved_nanos for c in records)),
-            cached_input_tokens=sum(c.cached_input_tokens for c in records),
-            cache_saved_usd=nanos_to_usd(sum(c.cache_saved_nanos for c in records)),
+            context_saved_tokens=context_tokens,
+            context_saved_usd=_usd(context_nanos),
+            cached_input_tokens=cached,
+            cache_saved_usd=_usd(cache_nanos),
             outcome=outcome,
             tripped_limit=tripped_limit,
             error=None if error is None else describe_error(error),
@@ -198,12 +211,11 @@ def _construct_report(**values: object) -> RunReport:
     return report
 
 
-def _total_usd(records: tuple[CallRecord, ...]) -> Decimal | None:
-    """The priced calls' sum; None when there were calls and none had a price."""
-    priced = [c.nanos for c in records if c.nanos is not None]
-    if records and not priced:
-        return None
-    return nanos_to_usd(sum(priced))
+_ZERO = Decimal(0)
+
+
+def _usd(nanos: int) -> Decimal:
+    return _ZERO if nanos == 0 else nanos_to_usd(nanos)
 
 
 def describe_error(error: BaseException) -> str:

@@ -332,19 +332,19 @@ class GovernedRun:
         if meter.parent is None and meter.policy.watches_forecasts:
             meter.policy.check_forecasts(meter.user, meter.team)
         consumers = self._consumers()
-        if error is None and result is not None and meter.parent is None:
-            policy = meter.policy
-            if not consumers:
+        policy = meter.policy
+        delivers = policy.delivers and meter.parent is None
+        if error is None and result is not None and meter.parent is None and not consumers:
+            if not delivers:
                 # Nobody takes the report now: build it when report_of(result) first asks.
                 attach_report(result, _lazy(meter))
                 return
-            if policy.delivers and not (self.frames or self.stages or _observers):
-                # Only sinks and alerts take it: the dispatcher's worker builds it, off the
-                # call path (and report_of(result) shares the one it builds).
-                deferred = Deferred(meter.report)
-                attach_report(result, deferred.get)
-                policy.deliver(deferred)
-                return
+            # Only sinks and alerts take it: the dispatcher's worker builds it, off the
+            # call path (and report_of(result) shares the one it builds).
+            deferred = Deferred(meter.report)
+            attach_report(result, deferred.get)
+            policy.deliver(deferred)
+            return
         report = meter.report(outcome=outcome_of(error), error=error)
         if isinstance(error, AgentBudgetExceeded):
             error.report = report
@@ -357,9 +357,12 @@ class GovernedRun:
                 logger.exception(
                     "agentbudget: %r failed to take the report of run %s", consumer, report.run_id
                 )
+        if delivers:
+            policy.deliver(report)
 
     def _consumers(self) -> list[Callable[[RunReport, Any], None]]:
-        """Who takes this run's report: its scopes, the sinks, the stages, the observers.
+        """Who takes this run's report on the call path: its scopes, the stages that want it,
+        the observers (the sinks and alerts take it off the call path, after them).
 
         A nested run has none: its calls are already in the enclosing run's report.
         """
@@ -368,11 +371,10 @@ class GovernedRun:
         consumers: list[Callable[[RunReport, Any], None]] = [
             _into(frame.reports) for frame in self.frames
         ]
-        policy = self.meter.policy
-        if policy.delivers:
-            consumers.append(_deliver(policy))
         for stage in self.stages:
-            consumers.append(_stage_finish(stage, self))
+            wants = getattr(stage, "wants_report", None)
+            if wants is None or wants(self):
+                consumers.append(_stage_finish(stage, self))
         if _observers:
             with _observers_lock:
                 consumers.extend(_observe(observer) for observer in _observers)
@@ -403,10 +405,6 @@ def _cancel(task: asyncio.Task[Any]) -> None:
 
 def _into(reports: list[RunReport]) -> Callable[[RunReport, Any], None]:
     return lambda report, _result: reports.append(report)
-
-
-def _deliver(policy: RunPolicy) -> Callable[[RunReport, Any], None]:
-    return lambda report, _result: policy.deliver(report)
 
 
 def _stage_finish(stage: Any, run: GovernedRun) -> Callable[[RunReport, Any], None]:

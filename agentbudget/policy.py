@@ -91,6 +91,11 @@ class Stage(Protocol):
     final (``result`` is None when the run raised); it must not raise (an exception is
     logged, the other consumers still run).
 
+    A stage may define ``wants_report(run) -> bool``: when it returns False for a run, its
+    ``finish`` is not called for that run, and a report nobody else takes on the call path
+    is not built there (a stage with nothing to do at the end, or a cache hit, costs no
+    report). Without it, ``finish`` is always called.
+
     A stage may set a class attribute ``stage_order`` (default 50): the stages a
     ``budget()`` scope adds are merged with the policy's in that order (the response
     cache is 0, so a hit runs nothing else; a router 10; context budgets 20).

@@ -310,6 +310,10 @@ class ResponseCache:
         run.replay = result
         return True
 
+    def wants_report(self, run: StageRun) -> bool:
+        """Only a run this stage looked up and missed may be stored (a hit has nothing)."""
+        return self in run.state
+
     def finish(self, run: StageRun, report: RunReport, result: Any) -> None:
         """Store a completed run's answer (unless it must not be), and wake waiting runs."""
         plan = run.state.pop(self, None)

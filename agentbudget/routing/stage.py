@@ -146,6 +146,10 @@ class RouterStage:
             if target is not None:
                 run.fallback = FallbackChain(agent=run.agent.name, target=target)
 
+    def wants_report(self, run: Any) -> bool:
+        """Never: the route is already in the report (a run need not build it for this stage)."""
+        return False
+
     def finish(self, run: Any, report: RunReport, result: Any) -> None:
         """Nothing to do: the route is already in the report."""
 
