@@ -598,20 +598,6 @@ class Budgets:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def background(self, coro: Any) -> None:
-        """Run ``coro`` on the running loop, off the call path; ``drain()`` waits for it.
-
-        A failure is logged, never raised (the pipeline runs forecast checks this way).
-        """
-
-        async def quietly() -> None:
-            try:
-                await coro
-            except Exception:
-                logger.exception("agentbudget: a background budget check failed")
-
-        self._spawn(quietly())
-
     def _keep(self, reservation: Reservation) -> None:
         """Start renewing a held reservation's lease while its call is in flight."""
         store = self.store

@@ -152,15 +152,20 @@ class RunPolicy:
 
     def check_forecasts(self, user: str | None, team: str | None) -> None:
         """After a run: forecast its user's and team's windows and alert on an exhaustion
-        within ``Alerts(forecast_exhaustion_hours=...)``, in the background (the budgets'
-        ``drain()`` waits for it)."""
+        within ``Alerts(forecast_exhaustion_hours=...)``, off the call path (an event of
+        the dispatcher, awaited on its worker's loop; ``flush()`` waits for it)."""
+        if self.dispatcher is not None and (user is not None or team is not None):
+            self.dispatcher.submit_event(self._forecast, (user, team))
+
+    async def _forecast(self, subjects: tuple[str | None, str | None]) -> None:
         alerts, budgets = self.alerts, self.budgets
         if alerts is None or budgets is None:
             return
+        user, team = subjects
         if user is not None:
-            budgets.background(alerts.check_forecast(budgets, user=user))
+            await alerts.check_forecast(budgets, user=user)
         if team is not None:
-            budgets.background(alerts.check_forecast(budgets, team=team))
+            await alerts.check_forecast(budgets, team=team)
 
     @property
     def needs_prices(self) -> bool:

@@ -88,11 +88,14 @@ async def test_a_guard_checks_each_runs_user_for_a_forecast_exhaustion() -> None
     # 1,100 tokens in the day's first 6 hours: 10,000 run out 48 hours in, not today
     await guard.run(agent(1_000, 100), "q", user="u1")
     await budgets.drain()
+    assert await guard.aflush(timeout=10)  # the check runs on the dispatcher's worker
     assert fired == []
     await guard.run(agent(2_000, 100), "q", user="u1")  # 3,200 by 06:00: out at 18:45
     await budgets.drain()
+    assert await guard.aflush(timeout=10)
     assert [(a.kind, a.subject) for a in fired] == [("forecast_exhaustion", "u1")]
     await guard.run(agent(100, 10), "q", user="u1")
     await budgets.drain()
+    assert await guard.aflush(timeout=10)
     assert len(fired) == 1  # once per window
     await budgets.close()
