@@ -24,6 +24,7 @@ from agents.usage import Usage
 from .current import CURRENT_RUN
 from .interceptor import MeteredModel
 from .meter import RunMeter
+from .tokens import TokenEstimate
 
 __all__ = ["COMPACTION_AGENT", "metered_compaction_client"]
 
@@ -63,8 +64,8 @@ class _MeteredResponses:
         return getattr(self._responses, name)
 
     async def compact(self, **kwargs: Any) -> Any:
-        call = _CompactCall(self._responses, kwargs)
-        model = MeteredModel(
+        call = _CompactCall(self._responses, kwargs, _server_side_input(self._meter, kwargs))
+        model = _CompactionModel(
             call, name=str(kwargs.get("model")), agent=COMPACTION_AGENT, meter=self._meter
         )
         items = kwargs.get("input")
@@ -80,17 +81,63 @@ class _MeteredResponses:
             conversation_id=None,
             prompt=None,
         )
-        return call.result
+        return call.box[0]
+
+
+def _server_side_input(meter: RunMeter, kwargs: dict[str, Any]) -> int | None:
+    """The input of a compaction the server assembles itself (``previous_response_id``
+    mode, no ``input`` sent): at least what the run's latest call read and wrote, the
+    conversation that response ended. None when the request carries its input."""
+    if kwargs.get("input") or not kwargs.get("previous_response_id"):
+        return None
+    for call in reversed(meter.calls):
+        if call.agent != COMPACTION_AGENT.name:
+            return call.input_tokens + call.output_tokens
+    return None
+
+
+class _CompactionModel(MeteredModel):
+    """A metered compaction call. A ``Downgrade`` to a model name sends the compaction to
+    that model; a ``Model`` instance cannot serve ``responses.compact``, so that step keeps
+    the call's model (and the degrade chain goes on to its next step)."""
+
+    def resolve(self, target: str | Model) -> tuple[Model, str]:
+        if isinstance(target, str):
+            return self.inner.renamed(target), target  # type: ignore[attr-defined]
+        return self.inner, self.name
 
 
 class _CompactCall(Model):
-    """One ``responses.compact`` request as a ``Model`` call (the metered model's inner)."""
+    """One ``responses.compact`` request as a ``Model`` call (the metered model's inner).
 
-    def __init__(self, responses: Any, kwargs: dict[str, Any]) -> None:
+    ``input_tokens``: when the server assembles the input (``previous_response_id``), what
+    the call is planned on (as a provider's own count would be), since the request has
+    none to estimate.
+    """
+
+    def __init__(
+        self,
+        responses: Any,
+        kwargs: dict[str, Any],
+        input_tokens: int | None = None,
+        box: list[Any] | None = None,
+    ) -> None:
         self.responses = responses
         self.kwargs = kwargs
         self.model = str(kwargs.get("model"))
-        self.result: Any = None
+        self.box: list[Any] = box if box is not None else [None]
+        """The server's answer, shared with a renamed copy (whichever one ran)."""
+        self.count_tokens = input_tokens is not None
+        self._input_tokens = input_tokens or 0
+
+    def renamed(self, model: str) -> _CompactCall:
+        """The same request sent to ``model`` (a budget's ``Downgrade``)."""
+        call = _CompactCall(self.responses, {**self.kwargs, "model": model}, box=self.box)
+        call.count_tokens, call._input_tokens = self.count_tokens, self._input_tokens
+        return call
+
+    async def count_input_tokens(self, *args: Any) -> TokenEstimate:
+        return TokenEstimate(tokens=self._input_tokens, encoding="", approximate=True)
 
     async def get_response(
         self,
@@ -106,9 +153,10 @@ class _CompactCall(Model):
         conversation_id: str | None,
         prompt: Any,
     ) -> ModelResponse:
-        # the request exactly as the session built it: compaction takes no output bound
-        self.result = await self.responses.compact(**self.kwargs)
-        reported = getattr(self.result, "usage", None)
+        # the request as the session built it (to this call's model): compaction takes no
+        # output bound
+        result = self.box[0] = await self.responses.compact(**self.kwargs)
+        reported = getattr(result, "usage", None)
         usage = Usage(requests=1)
         if reported is not None:
             usage = Usage(
@@ -120,9 +168,9 @@ class _CompactCall(Model):
                 output_tokens_details=reported.output_tokens_details,
             )
         return ModelResponse(
-            output=list(getattr(self.result, "output", None) or []),
+            output=list(getattr(result, "output", None) or []),
             usage=usage,
-            response_id=getattr(self.result, "id", None),
+            response_id=getattr(result, "id", None),
         )
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:

@@ -398,18 +398,28 @@ class MeteredModel(Model):
 
     async def _prepare(self, request: CallRequest) -> CallPlan:
         counted: int | None = None
-        if getattr(self.inner, "count_tokens", False) is True:
-            # a model that asks its provider for the input's tokens (AnthropicModel with
-            # count_tokens=True): the call is planned, held and reserved at that count
-            estimate = await self.inner.count_input_tokens(  # type: ignore[attr-defined]
-                request.instructions,
-                request.input,
-                request.tools,
-                request.handoffs,
-                request.output_schema,
-            )
-            counted = estimate.tokens
         moved = self._moved()
+        if moved is None and getattr(self.inner, "count_tokens", False) is True:
+            # a model that asks its provider for the input's tokens (AnthropicModel with
+            # count_tokens=True): the call is planned, held and reserved at that count.
+            # Not once the run moved to its fallback (the count is of this model), and a
+            # count that fails (the provider is down) falls back to the offline estimate.
+            try:
+                estimate = await self.inner.count_input_tokens(  # type: ignore[attr-defined]
+                    request.instructions,
+                    request.input,
+                    request.tools,
+                    request.handoffs,
+                    request.output_schema,
+                )
+                counted = estimate.tokens
+            except Exception as exc:
+                logger.warning(
+                    "agentbudget: counting the input of %r failed (%s); the call is planned "
+                    "on the offline estimate",
+                    self.name,
+                    exc,
+                )
         plan = (
             self.plan(request, counted_input=counted)
             if moved is None

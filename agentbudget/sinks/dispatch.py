@@ -491,6 +491,27 @@ class EventDispatcher:
             await self._deliver(ch)
             await asyncio.sleep(0)  # let the other channels run between batches
 
+    def _built(self, ch: _Channel, batch: list[Any]) -> list[Any]:
+        """``batch`` with its ``Deferred`` records built (here, off the call path). A record
+        that fails to build is logged and counted as dropped; the others go on."""
+        built: list[Any] = []
+        failed = 0
+        for item in batch:
+            if not isinstance(item, Deferred):
+                built.append(item)
+                continue
+            try:
+                built.append(item.get())
+            except Exception:
+                failed += 1
+                logger.exception("agentbudget: a report for %s could not be built", ch.label)
+        if failed:
+            with self._lock:
+                ch.dropped += failed
+                ch.batch_seq += failed  # they count as taken: the next ones follow them
+                self._progress()
+        return built
+
     def _runner(self, ch: _Channel) -> _Runner:
         if ch.runner is None:
             label = getattr(ch.target, "__qualname__", None) or type(ch.target).__name__
@@ -499,9 +520,10 @@ class EventDispatcher:
 
     async def _deliver(self, ch: _Channel) -> None:
         batch = ch.batch
-        for i, item in enumerate(batch):
-            if isinstance(item, Deferred):  # built here, off the call path
-                batch[i] = item.get()
+        if any(isinstance(item, Deferred) for item in batch):
+            batch = ch.batch = self._built(ch, batch)
+            if not batch:
+                return
         done = 0
         error: Exception | None = None
         try:
