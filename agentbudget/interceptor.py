@@ -16,10 +16,11 @@ when that does not fit, lowers the output bound or walks the degrade chain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -886,7 +887,7 @@ class MeteredModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
 
-        def open_stream() -> AsyncIterator[TResponseStreamEvent]:
+        def open_stream() -> AsyncGenerator[TResponseStreamEvent, None]:
             return self._stream_response(
                 system_instructions,
                 input,
@@ -906,21 +907,24 @@ class MeteredModel(Model):
         return self._stream_with_fallback(open_stream)
 
     async def _stream_with_fallback(
-        self, open_stream: Callable[[], AsyncIterator[TResponseStreamEvent]]
+        self, open_stream: Callable[[], AsyncGenerator[TResponseStreamEvent, None]]
     ) -> AsyncIterator[TResponseStreamEvent]:
         """The stream, sent again to the fallback model when it fails before its first event
         (a stream that has started is not restarted: its events are already out)."""
         started = False
         try:
-            async for event in open_stream():
-                started = True
-                yield event
+            # closed in this task, as the SDK closes every layer (``aclosing``)
+            async with contextlib.aclosing(open_stream()) as stream:
+                async for event in stream:
+                    started = True
+                    yield event
             return
         except Exception as exc:
             if started or not self._fall_back(exc):
                 raise
-        async for event in open_stream():
-            yield event
+        async with contextlib.aclosing(open_stream()) as stream:
+            async for event in stream:
+                yield event
 
     async def _stream_response(
         self,
@@ -935,7 +939,7 @@ class MeteredModel(Model):
         previous_response_id: str | None,
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
+    ) -> AsyncGenerator[TResponseStreamEvent, None]:
         request = CallRequest(
             system_instructions, input, model_settings, tools, handoffs, output_schema
         )
