@@ -184,6 +184,28 @@ class ModelPrice(_Rates):
         """The cost of one request in whole nano-USD, rounded up."""
         rates = self.rates_for(usage.input_tokens)
         pico_rates, pico_exact = rates.pico_rates()
+        if pico_exact and not usage.cache_write_tokens and not usage.cache_write_1h_tokens:
+            # the commonest case, unrolled (no bucket generator): integer rates, no cache
+            # writes; a bucket with tokens and no rate takes the general path below
+            cached = usage.cached_input_tokens
+            uncached = usage.input_tokens - cached
+            reasoning_rate = pico_rates.get("reasoning")
+            reasoning = usage.reasoning_tokens if reasoning_rate is not None else 0
+            output = usage.output_tokens - reasoning
+            input_rate = pico_rates.get("input")
+            cached_rate = pico_rates.get("cached_input")
+            output_rate = pico_rates.get("output")
+            if not (
+                (uncached and input_rate is None)
+                or (cached and cached_rate is None)
+                or (output and output_rate is None)
+            ):
+                return pico_to_nanos(
+                    uncached * (input_rate or 0)
+                    + cached * (cached_rate or 0)
+                    + output * (output_rate or 0)
+                    + reasoning * (reasoning_rate or 0)
+                )
         if pico_exact:
             # the common case, with integer rates only: a bucket with no rate (or a long
             # cache write priced at the 5-minute rate) takes the general path below
