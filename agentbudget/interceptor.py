@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -375,14 +375,9 @@ class MeteredModel(Model):
             if request.settings.extra_args:  # a service tier asked for: priority costs more
                 tiered = _tier_price(price, request.settings, None)[0]
                 rated = tiered if tiered.output > price.output else price
-            pico_rates = rated.rates_for(input_tokens).pico_rates()[0]
-            # the highest rate an input token can be billed at: a cache write costs more
-            input_pico = input_tokens * max(
-                pico_rates["input"],
-                pico_rates.get("cache_write_5m", 0),
-                pico_rates.get("cache_write_1h", 0),
-            )
-            per_output = max(pico_rates["output"], pico_rates.get("reasoning", 0))
+            # the highest rate an input token can be billed at (a cache write costs more)
+            input_rate, per_output = rated.rates_for(input_tokens).worst_pico_rates()
+            input_pico = input_tokens * input_rate
         room: tuple[int, str, Account] | None = None
         for account in self.meter.accounts:
             account_room = account.output_room(input_tokens, input_pico, per_output)
@@ -593,6 +588,42 @@ class MeteredModel(Model):
         streamed: bool,
         service_tier: str | None = None,
     ) -> None:
+        nanos, unpriced = self._record(
+            plan, usage, estimated=estimated, streamed=streamed, service_tier=service_tier
+        )
+        if plan.reservation is not None:
+            budgets = self.meter.policy.budgets
+            assert budgets is not None
+            # an unpriceable call settles at its reserved worst case, never at $0; it is
+            # settled in its own task, so a cancellation of the run cannot cut it short
+            settled = plan.worst_nanos if unpriced is not None else nanos
+            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, settled))
+            await asyncio.shield(task)
+        if unpriced is not None and self.meter.needs_prices():
+            raise unpriced  # dollars are limited and this call cannot be priced: stop
+
+    def _settle_now(
+        self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, service_tier: str | None
+    ) -> None:
+        """``_settle`` of a call without a budget reservation (nothing to await, so no
+        coroutine per call)."""
+        unpriced = self._record(
+            plan, usage, estimated=estimated, streamed=False, service_tier=service_tier
+        )[1]
+        if unpriced is not None and self.meter.needs_prices():
+            raise unpriced  # dollars are limited and this call cannot be priced: stop
+
+    def _record(
+        self,
+        plan: CallPlan,
+        usage: TokenUsage,
+        *,
+        estimated: bool,
+        streamed: bool,
+        service_tier: str | None,
+    ) -> tuple[int | None, UnknownModelError | None]:
+        """Release the call's hold and charge its priced usage to the run: its cost in
+        nano-USD, and the pricing error when it cannot be priced (recorded as unpriced)."""
         release(plan.hold)
         nanos: int | None = None
         unpriced: UnknownModelError | None = None
@@ -638,16 +669,7 @@ class MeteredModel(Model):
                 cache_saved_nanos=cache_nanos,
             )
         )
-        if plan.reservation is not None:
-            budgets = self.meter.policy.budgets
-            assert budgets is not None
-            # an unpriceable call settles at its reserved worst case, never at $0; it is
-            # settled in its own task, so a cancellation of the run cannot cut it short
-            settled = plan.worst_nanos if unpriced is not None else nanos
-            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, settled))
-            await asyncio.shield(task)
-        if unpriced is not None and self.meter.needs_prices():
-            raise unpriced  # dollars are limited and this call cannot be priced: stop
+        return nanos, unpriced
 
     def _exact_input(self, plan: CallPlan) -> int:
         """The tiktoken estimate of the call's input (the plan may hold an upper bound)."""
@@ -792,8 +814,9 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        def call() -> Awaitable[ModelResponse]:
-            return self._get_response(
+        # the call is written out twice, not wrapped in a closure: this runs every call
+        try:
+            return await self._get_response(
                 system_instructions,
                 input,
                 model_settings,
@@ -805,13 +828,21 @@ class MeteredModel(Model):
                 conversation_id=conversation_id,
                 prompt=prompt,
             )
-
-        try:
-            return await call()
         except Exception as exc:
             if not self._fall_back(exc):
                 raise
-        return await call()
+        return await self._get_response(
+            system_instructions,
+            input,
+            model_settings,
+            tools,
+            output_schema,
+            handoffs,
+            tracing,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            prompt=prompt,
+        )
 
     async def _get_response(
         self,
@@ -830,7 +861,15 @@ class MeteredModel(Model):
         request = CallRequest(
             system_instructions, input, model_settings, tools, handoffs, output_schema
         )
-        plan = await self._prepare(request)
+        meter = self.meter
+        if (
+            meter.policy.budgets is None
+            and meter.fallback is None
+            and getattr(self.inner, "count_tokens", False) is not True
+        ):
+            plan = self.plan(request)  # what _prepare does here, without its coroutine
+        else:
+            plan = await self._prepare(request)
         try:
             response = await plan.inner.get_response(
                 system_instructions,
@@ -855,9 +894,12 @@ class MeteredModel(Model):
             raise
         usage, estimated = self._paid_usage(plan, response.usage, response.output, None)
         reported = (response.raw_usage or {}).get("service_tier")
-        await self._settle(
-            plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
-        )
+        if plan.reservation is None:
+            self._settle_now(plan, usage, estimated=estimated, service_tier=_tier_name(reported))
+        else:
+            await self._settle(
+                plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
+            )
         self._after_response(plan, response, usage, handoffs)
         return response
 
