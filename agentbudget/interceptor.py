@@ -629,7 +629,10 @@ class MeteredModel(Model):
         unpriced: UnknownModelError | None = None
         tier = service_tier or _requested_tier(plan.settings)
         standard_rate = False
-        context_saved = self.meter.take_context_saved()
+        meter = self.meter
+        context_saved = meter.context_saved_pending
+        if context_saved:
+            meter.context_saved_pending = 0  # taken by this call's record (take_context_saved)
         context_nanos = cache_nanos = 0
         if plan.price is not None:
             try:
@@ -640,11 +643,12 @@ class MeteredModel(Model):
                 if service_tier is None and price is not plan.price:
                     # asked for, not reported: never charge less than the standard rate
                     nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
-                context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
+                if context_saved or usage.cached_input_tokens:
+                    context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
-        self.meter.record_call(
+        meter.record_call(
             CallRecord(
                 agent=self.agent.name,
                 model=plan.model_name,
@@ -1133,6 +1137,8 @@ _WHITESPACE = " \t\n\r\f\v"
 def user_output_bound(settings: ModelSettings) -> int | None:
     """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args`` or
     ``extra_body`` (which the client sends last, so it would win over ``max_tokens``)."""
+    if not settings.extra_args and not settings.extra_body:
+        return settings.max_tokens  # the common case: no extras to look through
     bounds = [settings.max_tokens] if settings.max_tokens is not None else []
     for extra in (settings.extra_args, settings.extra_body):
         if isinstance(extra, dict):
@@ -1155,7 +1161,12 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     ``max_tokens`` to Chat Completions, except for OpenAI's reasoning models on Chat
     Completions, which reject ``max_tokens`` and take ``max_completion_tokens``.
     """
+    extra = settings.extra_args
     body = settings.extra_body
+    if not extra and not body:  # the common case: no extras to look through
+        if settings.max_tokens is None and _wants_completion_tokens(inner):
+            return _with(settings, extra_args={"max_completion_tokens": bound})
+        return _with(settings, max_tokens=bound)
     if isinstance(body, dict) and any(key in body for key in _BOUND_ARGS):
         # a bound in extra_body is merged into the request last: lower it there
         lowered = {key: bound if key in _BOUND_ARGS else value for key, value in body.items()}

@@ -408,7 +408,11 @@ def request_tool_tokens(
     """Tokens of a request's tool and handoff definitions and its output schema (each
     count cached while its object lives)."""
     encoding = encoding_for_model(model)[0]
-    tokens = sum(tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
+    tokens = 0
+    for tool in tools:  # loops, not sum() over a generator: this runs before every call
+        tokens += tool_tokens(tool, encoding)
+    for handoff in handoffs:
+        tokens += tool_tokens(handoff, encoding)
     if output_schema is not None:
         tokens += tool_tokens(output_schema, encoding)
     return tokens
