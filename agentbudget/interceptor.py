@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents import Agent, Handoff, Model, ModelProvider, ModelSettings, Tool
@@ -376,14 +376,9 @@ class MeteredModel(Model):
             if request.settings.extra_args:  # a service tier asked for: priority costs more
                 tiered = _tier_price(price, request.settings, None)[0]
                 rated = tiered if tiered.output > price.output else price
-            pico_rates = rated.rates_for(input_tokens).pico_rates()[0]
-            # the highest rate an input token can be billed at: a cache write costs more
-            input_pico = input_tokens * max(
-                pico_rates["input"],
-                pico_rates.get("cache_write_5m", 0),
-                pico_rates.get("cache_write_1h", 0),
-            )
-            per_output = max(pico_rates["output"], pico_rates.get("reasoning", 0))
+            # the highest rate an input token can be billed at (a cache write costs more)
+            input_rate, per_output = rated.rates_for(input_tokens).worst_pico_rates()
+            input_pico = input_tokens * input_rate
         room: tuple[int, str, Account] | None = None
         for account in self.meter.accounts:
             account_room = account.output_room(input_tokens, input_pico, per_output)
@@ -604,12 +599,51 @@ class MeteredModel(Model):
         streamed: bool,
         service_tier: str | None = None,
     ) -> None:
+        nanos, unpriced = self._record(
+            plan, usage, estimated=estimated, streamed=streamed, service_tier=service_tier
+        )
+        if plan.reservation is not None:
+            budgets = self.meter.policy.budgets
+            assert budgets is not None
+            # an unpriceable call settles at its reserved worst case, never at $0; it is
+            # settled in its own task, so a cancellation of the run cannot cut it short
+            settled = plan.worst_nanos if unpriced is not None else nanos
+            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, settled))
+            await asyncio.shield(task)
+        if unpriced is not None and self.meter.needs_prices():
+            raise unpriced  # dollars are limited and this call cannot be priced: stop
+
+    def _settle_now(
+        self, plan: CallPlan, usage: TokenUsage, *, estimated: bool, service_tier: str | None
+    ) -> None:
+        """``_settle`` of a call without a budget reservation (nothing to await, so no
+        coroutine per call)."""
+        unpriced = self._record(
+            plan, usage, estimated=estimated, streamed=False, service_tier=service_tier
+        )[1]
+        if unpriced is not None and self.meter.needs_prices():
+            raise unpriced  # dollars are limited and this call cannot be priced: stop
+
+    def _record(
+        self,
+        plan: CallPlan,
+        usage: TokenUsage,
+        *,
+        estimated: bool,
+        streamed: bool,
+        service_tier: str | None,
+    ) -> tuple[int | None, UnknownModelError | None]:
+        """Release the call's hold and charge its priced usage to the run: its cost in
+        nano-USD, and the pricing error when it cannot be priced (recorded as unpriced)."""
         release(plan.hold)
         nanos: int | None = None
         unpriced: UnknownModelError | None = None
         tier = service_tier or _requested_tier(plan.settings)
         standard_rate = False
-        context_saved = self.meter.take_context_saved()
+        meter = self.meter
+        context_saved = meter.context_saved_pending
+        if context_saved:
+            meter.context_saved_pending = 0  # taken by this call's record (take_context_saved)
         context_nanos = cache_nanos = 0
         if plan.price is not None:
             try:
@@ -620,11 +654,12 @@ class MeteredModel(Model):
                 if service_tier is None and price is not plan.price:
                     # asked for, not reported: never charge less than the standard rate
                     nanos = max(nanos, plan.price.cost_nanos(usage, model=plan.model_name))
-                context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
+                if context_saved or usage.cached_input_tokens:
+                    context_nanos, cache_nanos = _savings(price, usage, nanos, context_saved)
             except UnknownModelError as exc:  # a bucket without a rate: never $0
                 unpriced = exc
                 logger.warning("agentbudget: call recorded as unpriced: %s", exc)
-        self.meter.record_call(
+        meter.record_call(
             CallRecord(
                 agent=self.agent.name,
                 model=plan.model_name,
@@ -649,16 +684,7 @@ class MeteredModel(Model):
                 cache_saved_nanos=cache_nanos,
             )
         )
-        if plan.reservation is not None:
-            budgets = self.meter.policy.budgets
-            assert budgets is not None
-            # an unpriceable call settles at its reserved worst case, never at $0; it is
-            # settled in its own task, so a cancellation of the run cannot cut it short
-            settled = plan.worst_nanos if unpriced is not None else nanos
-            task = asyncio.ensure_future(budgets.settle(plan.reservation, usage, settled))
-            await asyncio.shield(task)
-        if unpriced is not None and self.meter.needs_prices():
-            raise unpriced  # dollars are limited and this call cannot be priced: stop
+        return nanos, unpriced
 
     def _exact_input(self, plan: CallPlan) -> int:
         """The tiktoken estimate of the call's input (the plan may hold an upper bound)."""
@@ -803,8 +829,9 @@ class MeteredModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        def call() -> Awaitable[ModelResponse]:
-            return self._get_response(
+        # the call is written out twice, not wrapped in a closure: this runs every call
+        try:
+            return await self._get_response(
                 system_instructions,
                 input,
                 model_settings,
@@ -816,13 +843,21 @@ class MeteredModel(Model):
                 conversation_id=conversation_id,
                 prompt=prompt,
             )
-
-        try:
-            return await call()
         except Exception as exc:
             if not self._fall_back(exc):
                 raise
-        return await call()
+        return await self._get_response(
+            system_instructions,
+            input,
+            model_settings,
+            tools,
+            output_schema,
+            handoffs,
+            tracing,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            prompt=prompt,
+        )
 
     async def _get_response(
         self,
@@ -841,7 +876,15 @@ class MeteredModel(Model):
         request = CallRequest(
             system_instructions, input, model_settings, tools, handoffs, output_schema
         )
-        plan = await self._prepare(request)
+        meter = self.meter
+        if (
+            meter.policy.budgets is None
+            and meter.fallback is None
+            and getattr(self.inner, "count_tokens", False) is not True
+        ):
+            plan = self.plan(request)  # what _prepare does here, without its coroutine
+        else:
+            plan = await self._prepare(request)
         try:
             response = await plan.inner.get_response(
                 system_instructions,
@@ -866,9 +909,12 @@ class MeteredModel(Model):
             raise
         usage, estimated = self._paid_usage(plan, response.usage, response.output, None)
         reported = (response.raw_usage or {}).get("service_tier")
-        await self._settle(
-            plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
-        )
+        if plan.reservation is None:
+            self._settle_now(plan, usage, estimated=estimated, service_tier=_tier_name(reported))
+        else:
+            await self._settle(
+                plan, usage, estimated=estimated, streamed=False, service_tier=_tier_name(reported)
+            )
         self._after_response(plan, response, usage, handoffs)
         return response
 
@@ -1105,6 +1151,8 @@ _WHITESPACE = " \t\n\r\f\v"
 def user_output_bound(settings: ModelSettings) -> int | None:
     """The output bound the caller set: ``max_tokens``, or one passed in ``extra_args`` or
     ``extra_body`` (which the client sends last, so it would win over ``max_tokens``)."""
+    if not settings.extra_args and not settings.extra_body:
+        return settings.max_tokens  # the common case: no extras to look through
     bounds = [settings.max_tokens] if settings.max_tokens is not None else []
     for extra in (settings.extra_args, settings.extra_body):
         if isinstance(extra, dict):
@@ -1127,7 +1175,12 @@ def with_output_bound(inner: Model, settings: ModelSettings, bound: int) -> Mode
     ``max_tokens`` to Chat Completions, except for OpenAI's reasoning models on Chat
     Completions, which reject ``max_tokens`` and take ``max_completion_tokens``.
     """
+    extra = settings.extra_args
     body = settings.extra_body
+    if not extra and not body:  # the common case: no extras to look through
+        if settings.max_tokens is None and _wants_completion_tokens(inner):
+            return _with(settings, extra_args={"max_completion_tokens": bound})
+        return _with(settings, max_tokens=bound)
     if isinstance(body, dict) and any(key in body for key in _BOUND_ARGS):
         # a bound in extra_body is merged into the request last: lower it there
         lowered = {key: bound if key in _BOUND_ARGS else value for key, value in body.items()}

@@ -105,9 +105,12 @@ class RunMeter:
     def needs_prices(self) -> bool:
         """True when every call must be priced: a dollar limit or allowance applies."""
         budgets = self.policy.budgets
-        return (budgets is not None and budgets.needs_prices) or any(
-            a.limits.max_cost_nanos is not None for a in self.accounts
-        )
+        if budgets is not None and budgets.needs_prices:
+            return True
+        for account in self.accounts:  # a loop, not any() over a generator: once per run
+            if account.limits.max_cost_nanos is not None:
+                return True
+        return False
 
     def chain(self) -> list[RunMeter]:
         meters: list[RunMeter] = []

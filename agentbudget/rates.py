@@ -55,6 +55,7 @@ class _Rates(_Checked):
     _validate_rates = field_validator(*_RATE_FIELDS, mode="before")(_rate)
     _pico: dict[str, int] = PrivateAttr(default_factory=dict)
     _pico_exact: bool = PrivateAttr(default=True)
+    _worst: tuple[int, int] = PrivateAttr(default=(0, 0))
 
     def model_post_init(self, _context: Any) -> None:
         # Rates as integer pico-USD (1e-12) per token: USD per 1M tokens x 1e6. Exact for
@@ -68,6 +69,11 @@ class _Rates(_Checked):
                 self._pico[name] = whole
                 if whole != scaled:
                     self._pico_exact = False
+        pico = self._pico
+        self._worst = (
+            max(pico["input"], pico.get("cache_write_5m", 0), pico.get("cache_write_1h", 0)),
+            max(pico["output"], pico.get("reasoning", 0)),
+        )
 
     def pico(self, name: str) -> int | None:
         """A rate in integer pico-USD per token (rounded up), or None when absent."""
@@ -78,6 +84,15 @@ class _Rates(_Checked):
         private = self.__pydantic_private__  # direct: pydantic's __getattr__ is slow
         assert private is not None
         return private["_pico"], private["_pico_exact"]
+
+    def worst_pico_rates(self) -> tuple[int, int]:
+        """The highest rates an input token and an output token can be billed at, in
+        pico-USD (a cache write can cost more than uncached input; reasoning more than
+        output): what a call's worst case is held at. Computed once, with the rates."""
+        private = self.__pydantic_private__
+        assert private is not None
+        worst: tuple[int, int] = private["_worst"]
+        return worst
 
     def _present(self) -> frozenset[str]:
         return frozenset(name for name in _RATE_FIELDS if getattr(self, name) is not None)
@@ -184,6 +199,28 @@ class ModelPrice(_Rates):
         """The cost of one request in whole nano-USD, rounded up."""
         rates = self.rates_for(usage.input_tokens)
         pico_rates, pico_exact = rates.pico_rates()
+        if pico_exact and not usage.cache_write_tokens and not usage.cache_write_1h_tokens:
+            # the commonest case, unrolled (no bucket generator): integer rates, no cache
+            # writes; a bucket with tokens and no rate takes the general path below
+            cached = usage.cached_input_tokens
+            uncached = usage.input_tokens - cached
+            reasoning_rate = pico_rates.get("reasoning")
+            reasoning = usage.reasoning_tokens if reasoning_rate is not None else 0
+            output = usage.output_tokens - reasoning
+            input_rate = pico_rates.get("input")
+            cached_rate = pico_rates.get("cached_input")
+            output_rate = pico_rates.get("output")
+            if not (
+                (uncached and input_rate is None)
+                or (cached and cached_rate is None)
+                or (output and output_rate is None)
+            ):
+                return pico_to_nanos(
+                    uncached * (input_rate or 0)
+                    + cached * (cached_rate or 0)
+                    + output * (output_rate or 0)
+                    + reasoning * (reasoning_rate or 0)
+                )
         if pico_exact:
             # the common case, with integer rates only: a bucket with no rate (or a long
             # cache write priced at the 5-minute rate) takes the general path below

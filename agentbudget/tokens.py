@@ -305,13 +305,16 @@ def input_upper_bound(
     Used far from every limit, where the exact count would not change the decision.
     """
     encoding_name, family = encoding_for_model(model)
-    encoding = get_encoding(encoding_name)
-    items: Sequence[Any] = [input_items] if isinstance(input_items, str) else input_items
     tokens = TOKENS_PER_REPLY + tool_tokens
     if instructions:
         tokens += TOKENS_PER_MESSAGE + _utf8_len(instructions)
-    tokens += sum(_item_upper_bound(item, encoding, model) for item in items)
-    return _approximated(tokens, family)
+    if isinstance(input_items, str):
+        tokens += TOKENS_PER_MESSAGE + _utf8_len(input_items)
+    else:
+        encoding = get_encoding(encoding_name)
+        for item in input_items:  # a loop, not sum() over a generator: this runs every call
+            tokens += _item_upper_bound(item, encoding, model)
+    return _approximated(tokens, family) if family is not None else tokens
 
 
 @functools.lru_cache(maxsize=8_192)
@@ -405,7 +408,11 @@ def request_tool_tokens(
     """Tokens of a request's tool and handoff definitions and its output schema (each
     count cached while its object lives)."""
     encoding = encoding_for_model(model)[0]
-    tokens = sum(tool_tokens(tool, encoding) for tool in (*tools, *handoffs))
+    tokens = 0
+    for tool in tools:  # loops, not sum() over a generator: this runs before every call
+        tokens += tool_tokens(tool, encoding)
+    for handoff in handoffs:
+        tokens += tool_tokens(handoff, encoding)
     if output_schema is not None:
         tokens += tool_tokens(output_schema, encoding)
     return tokens

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,55 @@ def test_rates_finer_than_a_pico_dollar_per_token_are_still_exact() -> None:
     assert price.cost_nanos(ab.TokenUsage(input_tokens=10_001)) == 2
     assert price.cost_nanos(ab.TokenUsage(input_tokens=10_000, output_tokens=10_000)) == 4
     assert price.pico("input") == 1  # rounded up where only a bound is needed
+
+
+_RATE_SETS = [
+    {"input": "2.5", "output": "10"},
+    {"input": "2.5", "output": "10", "cached_input": "1.25"},
+    {"input": "1", "output": "4", "cached_input": "0.1", "reasoning": "8"},
+    {"input": "3", "output": "15", "cached_input": "0.3", "cache_write_5m": "3.75"},
+    {"input": "0.0000001", "output": "0.0000003"},  # not whole pico-USD: the Decimal path
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rates=st.sampled_from(_RATE_SETS),
+    uncached=st.integers(0, 10**7),
+    cached=st.integers(0, 10**7),
+    output=st.integers(0, 10**6),
+    reasoning=st.integers(0, 10**6),
+)
+def test_unrolled_cost_equals_the_exact_decimal_cost(
+    rates: dict[str, str], uncached: int, cached: int, output: int, reasoning: int
+) -> None:
+    # cost_nanos prices the commonest call (integer rates, no cache writes) unrolled: it
+    # must equal the bucket-by-bucket Decimal sum, rounded up once, for every usage
+    price = ab.ModelPrice(**rates)
+    usage_ = ab.TokenUsage(
+        input_tokens=uncached + cached,
+        cached_input_tokens=cached,
+        output_tokens=output + reasoning,
+        reasoning_tokens=reasoning,
+    )
+    exact = Decimal(0)
+    for bucket, tokens in usage_.buckets(separate_reasoning=price.reasoning is not None):
+        if tokens:
+            rate = getattr(price, bucket)
+            if rate is None:
+                with pytest.raises(ab.UnknownModelError):
+                    price.cost_nanos(usage_)
+                return
+            exact += rate * tokens / 1_000_000
+    assert price.cost_nanos(usage_) == math.ceil(exact * 10**9)
+
+
+def test_worst_rates_are_the_highest_a_token_can_be_billed_at() -> None:
+    # what a call's worst case is held at: a cache write above the input rate, reasoning
+    # above the output rate
+    plain = ab.ModelPrice(input="2.5", output="10", cached_input="1.25")
+    assert plain.worst_pico_rates() == (2_500_000, 10_000_000)
+    writes = ab.ModelPrice(input="3", output="15", cache_write_5m="3.75", cache_write_1h="6")
+    assert writes.worst_pico_rates() == (6_000_000, 15_000_000)
+    thinking = ab.ModelPrice(input="1", output="4", reasoning="8")
+    assert thinking.worst_pico_rates() == (1_000_000, 8_000_000)

@@ -100,6 +100,7 @@ STAGES: dict[str, list[tuple[Any, str]]] = {
     "settle/pricing": [
         (interceptor.MeteredModel, "_paid_usage"),
         (interceptor.MeteredModel, "_settle"),
+        (interceptor.MeteredModel, "_settle_now"),
         (interceptor.MeteredModel, "_after_response"),
     ],
     "finish (report)": [(pipeline.GovernedRun, "finish")],
