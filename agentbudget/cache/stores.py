@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from cachetools import TLRUCache
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..stores.registry import build_from_url
+from ..stores.registry import build_from_url, register_in
 
 __all__ = [
     "CacheStore",
@@ -327,17 +327,7 @@ def register_cache_store(scheme: str, factory: CacheStoreFactory) -> None:
     Raises:
         ConfigurationError: the scheme is not a valid URL scheme or ``factory`` is not callable.
     """
-    valid = (
-        isinstance(scheme, str)
-        and scheme.isascii()
-        and scheme[:1].isalpha()
-        and all(ch.isalnum() or ch in "+-." for ch in scheme)
-    )
-    if not valid:
-        raise ConfigurationError(f"a store scheme is letters, digits, '+-.', got {scheme!r}")
-    if not callable(factory):
-        raise ConfigurationError(f"register_cache_store needs a class or factory, got {factory!r}")
-    _SCHEMES[scheme.lower()] = factory
+    register_in(_SCHEMES, scheme, factory, register="register_cache_store")
 
 
 def cache_store_from_url(url: str, **options: Any) -> CacheStore:

@@ -12,7 +12,13 @@ from .memory import MemoryStore
 from .redis import RedisStore
 from .sqlite import SQLiteStore
 
-__all__ = ["build_from_url", "known_schemes", "register_store", "store_from_url"]
+__all__ = [
+    "build_from_url",
+    "known_schemes",
+    "register_in",
+    "register_store",
+    "store_from_url",
+]
 
 _T = TypeVar("_T")
 
@@ -39,6 +45,22 @@ def register_store(scheme: str, cls: StoreFactory) -> None:
     Raises:
         ConfigurationError: the scheme is not a valid URL scheme or ``cls`` is not callable.
     """
+    register_in(_SCHEMES, scheme, cls, register="register_store")
+
+
+def register_in(
+    schemes: dict[str, Callable[..., _T]],
+    scheme: str,
+    factory: Callable[..., _T],
+    *,
+    register: str,
+) -> None:
+    """``schemes[scheme] = factory`` after checking both: the URL registries of budget
+    stores and cache stores share this.
+
+    Raises:
+        ConfigurationError: the scheme is not a valid URL scheme or ``factory`` is not callable.
+    """
     valid = (
         isinstance(scheme, str)
         and scheme.isascii()
@@ -47,9 +69,9 @@ def register_store(scheme: str, cls: StoreFactory) -> None:
     )
     if not valid:
         raise ConfigurationError(f"a store scheme is letters, digits, '+-.', got {scheme!r}")
-    if not callable(cls):
-        raise ConfigurationError(f"register_store needs a class or factory, got {cls!r}")
-    _SCHEMES[scheme.lower()] = cls
+    if not callable(factory):
+        raise ConfigurationError(f"{register} needs a class or factory, got {factory!r}")
+    schemes[scheme.lower()] = factory
 
 
 def store_from_url(url: str, **options: Any) -> BaseStore:
