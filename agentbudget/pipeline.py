@@ -335,15 +335,13 @@ class GovernedRun:
         policy = meter.policy
         delivers = policy.delivers and meter.parent is None
         if error is None and result is not None and meter.parent is None and not consumers:
-            if not delivers:
-                # Nobody takes the report now: build it when report_of(result) first asks.
-                attach_report(result, _lazy(meter))
-                return
-            # Only sinks and alerts take it: the dispatcher's worker builds it, off the
-            # call path (and report_of(result) shares the one it builds).
+            # Nobody takes the report on the call path: it is built when report_of(result)
+            # first asks, or by the dispatcher's worker for the sinks and alerts (once,
+            # shared by both).
             deferred = Deferred(meter.report)
             attach_report(result, deferred.get)
-            policy.deliver(deferred)
+            if delivers:
+                policy.deliver(deferred)
             return
         report = meter.report(outcome=outcome_of(error), error=error)
         if isinstance(error, AgentBudgetExceeded):
@@ -413,18 +411,6 @@ def _stage_finish(stage: Any, run: GovernedRun) -> Callable[[RunReport, Any], No
 
 def _observe(observer: Callable[[RunReport], None]) -> Callable[[RunReport, Any], None]:
     return lambda report, _result: observer(report)
-
-
-def _lazy(meter: RunMeter) -> Callable[[], RunReport]:
-    """A completed run's report, built on first use and kept."""
-    built: list[RunReport] = []
-
-    def report() -> RunReport:
-        if not built:
-            built.append(meter.report())
-        return built[0]
-
-    return report
 
 
 # -- the watchdog -------------------------------------------------------------------------
